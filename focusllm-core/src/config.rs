@@ -1,0 +1,396 @@
+//! `ModelConfig`: the hyper-parameters of a LLaMA-family model, read from a Hugging Face `config.json`.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// The architecture families this crate runs; they differ only in which projections carry biases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// LLaMA 2/3, SmolLM2 and their relatives.
+    Llama,
+    /// Mistral-style models (the sliding window is not needed and is ignored).
+    Mistral,
+    /// Qwen2-style models: biases on the q/k/v projections.
+    Qwen2,
+}
+
+/// How rotary position frequencies are rescaled for long contexts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeScaling {
+    /// Plain RoPE.
+    None,
+    /// Positions divided by `factor` (all frequencies scaled alike).
+    Linear {
+        /// The divisor.
+        factor: f32,
+    },
+    /// LLaMA 3.1's wavelength-dependent rescaling.
+    Llama3 {
+        /// Scale applied to the low frequencies.
+        factor: f32,
+        /// Wavelength bound (as a fraction of the original context) below which frequencies are scaled.
+        low_freq_factor: f32,
+        /// Wavelength bound above which frequencies are kept.
+        high_freq_factor: f32,
+        /// The context length the model was trained with.
+        original_max_position_embeddings: usize,
+    },
+}
+
+/// The hyper-parameters of a LLaMA-family decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// Which family the checkpoint belongs to.
+    pub architecture: Architecture,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the SwiGLU MLP.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_layers: usize,
+    /// Number of query heads.
+    pub num_heads: usize,
+    /// Number of key/value heads (GQA when fewer than `num_heads`).
+    pub num_kv_heads: usize,
+    /// Width of one attention head.
+    pub head_dim: usize,
+    /// Base of the rotary position frequencies.
+    pub rope_theta: f32,
+    /// Rescaling of the rotary frequencies.
+    pub rope_scaling: RopeScaling,
+    /// Epsilon of the RMS normalisations.
+    pub rms_norm_eps: f32,
+    /// Vocabulary size (rows of the embedding table).
+    pub vocab_size: usize,
+    /// Whether the output head reuses the embedding table.
+    pub tie_word_embeddings: bool,
+    /// Whether q/k/v projections carry a bias.
+    pub qkv_bias: bool,
+    /// Whether the output projection carries a bias.
+    pub o_bias: bool,
+    /// Beginning-of-sequence token id, if the model has one.
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence token ids (generation stops at any of them).
+    pub eos_token_ids: Vec<u32>,
+    /// The model's native context window.
+    pub max_position_embeddings: usize,
+}
+
+impl ModelConfig {
+    /// Reads and validates a Hugging Face `config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json_str(&text, path)
+    }
+
+    /// Parses the text of a `config.json`; `path` is used only in error messages.
+    pub fn from_json_str(text: &str, path: &Path) -> Result<Self> {
+        let value: Value = serde_json::from_str(text).map_err(|e| Error::json(path, e))?;
+        let obj = value.as_object().ok_or_else(|| Error::InvalidConfig {
+            key: path.display().to_string(),
+            value: short(&value),
+            reason: "config.json must be a JSON object".into(),
+        })?;
+        let keys = Keys { obj, path };
+
+        let model_type = keys.string("model_type")?;
+        let architecture = match model_type.as_str() {
+            "llama" => Architecture::Llama,
+            "mistral" => Architecture::Mistral,
+            "qwen2" => Architecture::Qwen2,
+            _ => {
+                return Err(Error::UnsupportedModelType { path: path.to_path_buf(), model_type });
+            }
+        };
+        if let Some(act) = keys.opt_string("hidden_act")? {
+            if act != "silu" {
+                return Err(invalid("hidden_act", &act, "only SwiGLU (silu) MLPs are supported"));
+            }
+        }
+
+        let hidden_size = keys.usize("hidden_size")?;
+        let num_heads = keys.usize("num_attention_heads")?;
+        let num_kv_heads = keys.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
+        let head_dim = match keys.opt_usize("head_dim")? {
+            Some(d) => d,
+            None if num_heads > 0 => hidden_size / num_heads,
+            None => 0,
+        };
+        let attention_bias = keys.opt_bool("attention_bias")?.unwrap_or(false);
+        let (qkv_bias, o_bias) = match architecture {
+            Architecture::Qwen2 => (true, false),
+            _ => (attention_bias, attention_bias),
+        };
+        let config = ModelConfig {
+            architecture,
+            hidden_size,
+            intermediate_size: keys.usize("intermediate_size")?,
+            num_layers: keys.usize("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rope_theta: keys.rope_theta()?,
+            rope_scaling: keys.rope_scaling()?,
+            rms_norm_eps: keys.f32("rms_norm_eps")?,
+            vocab_size: keys.usize("vocab_size")?,
+            tie_word_embeddings: keys.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+            qkv_bias,
+            o_bias,
+            bos_token_id: keys.opt_ids("bos_token_id")?.and_then(|ids| ids.first().copied()),
+            eos_token_ids: keys.opt_ids("eos_token_id")?.unwrap_or_default(),
+            max_position_embeddings: keys.usize("max_position_embeddings")?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values are mutually consistent (non-zero sizes, heads divide evenly, even head width).
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_layers),
+            ("num_attention_heads", self.num_heads),
+            ("num_key_value_heads", self.num_kv_heads),
+            ("head_dim", self.head_dim),
+            ("vocab_size", self.vocab_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(invalid(key, &v, "must be positive"));
+            }
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return Err(invalid(
+                "num_key_value_heads",
+                &self.num_kv_heads,
+                "must divide num_attention_heads",
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(invalid("head_dim", &self.head_dim, "rotary embedding needs an even width"));
+        }
+        if !(self.rope_theta > 0.0) {
+            return Err(invalid("rope_theta", &self.rope_theta, "must be positive"));
+        }
+        if !(self.rms_norm_eps >= 0.0) {
+            return Err(invalid("rms_norm_eps", &self.rms_norm_eps, "must be non-negative"));
+        }
+        if let Some(&id) = self.eos_token_ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(invalid("eos_token_id", &id, "outside the vocabulary"));
+        }
+        Ok(())
+    }
+
+    /// Width of the concatenated query heads.
+    pub fn q_dim(&self) -> usize {
+        self.num_heads * self.head_dim
+    }
+
+    /// Width of the concatenated key (or value) heads.
+    pub fn kv_dim(&self) -> usize {
+        self.num_kv_heads * self.head_dim
+    }
+
+    /// The rotary inverse frequencies (`head_dim / 2` of them), rescaled as configured.
+    ///
+    /// Computed in f32 as Hugging Face transformers does, so positions agree to the last bit.
+    pub fn rope_inv_freq(&self) -> Vec<f32> {
+        let dim = self.head_dim;
+        let base = self.rope_theta as f64;
+        let mut inv: Vec<f32> = (0..dim / 2)
+            .map(|i| {
+                let exponent = ((2 * i) as f32 / dim as f32) as f64;
+                (1.0 / base.powf(exponent)) as f32
+            })
+            .collect();
+        match self.rope_scaling {
+            RopeScaling::None => {}
+            RopeScaling::Linear { factor } => inv.iter_mut().for_each(|f| *f /= factor),
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+                let old = original_max_position_embeddings as f32;
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                for f in inv.iter_mut() {
+                    let wavelen = 2.0 * std::f32::consts::PI / *f;
+                    if wavelen > low_wavelen {
+                        *f /= factor;
+                    } else if wavelen >= high_wavelen {
+                        let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        *f = (1.0 - smooth) * *f / factor + smooth * *f;
+                    }
+                }
+            }
+        }
+        inv
+    }
+}
+
+fn invalid(key: &str, value: &dyn std::fmt::Display, reason: &str) -> Error {
+    Error::InvalidConfig { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
+}
+
+fn short(v: &Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 60 {
+        s.truncate(s.char_indices().take_while(|(i, _)| *i < 60).last().map_or(0, |(i, c)| i + c.len_utf8()));
+        s.push('…');
+    }
+    s
+}
+
+/// Typed access to the keys of a config object, with errors naming the key.
+struct Keys<'a> {
+    obj: &'a Map<String, Value>,
+    path: &'a Path,
+}
+
+impl Keys<'_> {
+    fn get(&self, key: &'static str) -> Option<&Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
+    }
+
+    fn require(&self, key: &'static str) -> Result<&Value> {
+        self.get(key).ok_or_else(|| Error::MissingConfigKey { path: self.path.to_path_buf(), key })
+    }
+
+    fn string(&self, key: &'static str) -> Result<String> {
+        let v = self.require(key)?;
+        v.as_str().map(str::to_string).ok_or_else(|| invalid(key, &short(v), "expected a string"))
+    }
+
+    fn opt_string(&self, key: &'static str) -> Result<Option<String>> {
+        self.get(key).map(|_| self.string(key)).transpose()
+    }
+
+    fn usize(&self, key: &'static str) -> Result<usize> {
+        let v = self.require(key)?;
+        v.as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| invalid(key, &short(v), "expected a non-negative integer"))
+    }
+
+    fn opt_usize(&self, key: &'static str) -> Result<Option<usize>> {
+        self.get(key).map(|_| self.usize(key)).transpose()
+    }
+
+    fn f32(&self, key: &'static str) -> Result<f32> {
+        let v = self.require(key)?;
+        v.as_f64().map(|x| x as f32).ok_or_else(|| invalid(key, &short(v), "expected a number"))
+    }
+
+    fn opt_f32(&self, key: &'static str) -> Result<Option<f32>> {
+        self.get(key).map(|_| self.f32(key)).transpose()
+    }
+
+    fn opt_bool(&self, key: &'static str) -> Result<Option<bool>> {
+        self.get(key)
+            .map(|v| v.as_bool().ok_or_else(|| invalid(key, &short(v), "expected true or false")))
+            .transpose()
+    }
+
+    /// A token id given as an integer or a list of integers.
+    fn opt_ids(&self, key: &'static str) -> Result<Option<Vec<u32>>> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        let one = |x: &Value| x.as_u64().and_then(|n| u32::try_from(n).ok());
+        let ids = match v {
+            Value::Array(items) => items.iter().map(one).collect::<Option<Vec<_>>>(),
+            other => one(other).map(|id| vec![id]),
+        };
+        ids.map(Some).ok_or_else(|| invalid(key, &short(v), "expected a token id or a list of them"))
+    }
+
+    /// The `rope_parameters` object (transformers 5) if present, else `rope_scaling` (4.x).
+    fn rope_object(&self) -> Result<Option<(&'static str, &Map<String, Value>)>> {
+        for key in ["rope_parameters", "rope_scaling"] {
+            if let Some(v) = self.get(key) {
+                let obj = v.as_object().ok_or_else(|| invalid(key, &short(v), "expected an object"))?;
+                return Ok(Some((key, obj)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn rope_theta(&self) -> Result<f32> {
+        if let Some((_, obj)) = self.rope_object()? {
+            if let Some(theta) = (Keys { obj, path: self.path }).opt_f32("rope_theta")? {
+                return Ok(theta);
+            }
+        }
+        Ok(self.opt_f32("rope_theta")?.unwrap_or(10_000.0))
+    }
+
+    fn rope_scaling(&self) -> Result<RopeScaling> {
+        let Some((_, obj)) = self.rope_object()? else { return Ok(RopeScaling::None) };
+        let sub = Keys { obj, path: self.path };
+        let kind = match (sub.opt_string("rope_type")?, sub.opt_string("type")?) {
+            (Some(kind), _) | (None, Some(kind)) => kind,
+            (None, None) => "default".to_string(),
+        };
+        match kind.as_str() {
+            "default" => Ok(RopeScaling::None),
+            "linear" => Ok(RopeScaling::Linear { factor: positive_f32(&sub, "factor")? }),
+            "llama3" => Ok(RopeScaling::Llama3 {
+                factor: positive_f32(&sub, "factor")?,
+                low_freq_factor: positive_f32(&sub, "low_freq_factor")?,
+                high_freq_factor: positive_f32(&sub, "high_freq_factor")?,
+                original_max_position_embeddings: sub.usize("original_max_position_embeddings")?,
+            }),
+            other => Err(invalid("rope_scaling.rope_type", &other, "supported: default, linear, llama3")),
+        }
+    }
+}
+
+fn positive_f32(keys: &Keys<'_>, key: &'static str) -> Result<f32> {
+    let v = keys.f32(key)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(invalid(key, &v, "must be positive"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ModelConfig> {
+        ModelConfig::from_json_str(text, Path::new("config.json"))
+    }
+
+    const BASE: &str = r#"{"model_type":"llama","hidden_size":64,"intermediate_size":128,
+        "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"rms_norm_eps":1e-5,
+        "vocab_size":100,"max_position_embeddings":256,"eos_token_id":[2,3]}"#;
+
+    #[test]
+    fn parses_defaults_and_lists() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.head_dim, 16);
+        assert_eq!(c.eos_token_ids, vec![2, 3]);
+        assert_eq!(c.rope_scaling, RopeScaling::None);
+        assert!(!c.qkv_bias);
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let text = BASE.replace(r#""vocab_size":100,"#, "");
+        match parse(&text) {
+            Err(Error::MissingConfigKey { key, .. }) => assert_eq!(key, "vocab_size"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_type_and_bad_heads() {
+        assert!(matches!(parse(&BASE.replace("llama", "gpt2")), Err(Error::UnsupportedModelType { .. })));
+        let text = BASE.replace(r#""num_key_value_heads":2"#, r#""num_key_value_heads":3"#);
+        assert!(matches!(parse(&text), Err(Error::InvalidConfig { .. })));
+        assert!(matches!(parse("{not json"), Err(Error::Json { .. })));
+        assert!(matches!(parse("[1,2]"), Err(Error::InvalidConfig { .. })));
+    }
+}

@@ -1,0 +1,157 @@
+//! The one error type of the core crate: every variant names the file, tensor, key or value at fault.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout focusllm.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while loading or running a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be opened, read or memory-mapped.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file at fault.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A JSON file (config.json, a safetensors index) is not valid JSON or has the wrong structure.
+    #[error("malformed JSON in {path}: {source}")]
+    Json {
+        /// The file at fault.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A required key is missing from a configuration file.
+    #[error("{path}: missing key `{key}`")]
+    MissingConfigKey {
+        /// The configuration file.
+        path: PathBuf,
+        /// The missing key.
+        key: &'static str,
+    },
+
+    /// The configuration names a model architecture this crate does not implement.
+    #[error("{path}: unsupported model_type `{model_type}` (supported: llama, mistral, qwen2)")]
+    UnsupportedModelType {
+        /// The configuration file.
+        path: PathBuf,
+        /// The architecture found.
+        model_type: String,
+    },
+
+    /// A configuration value is present but unusable.
+    #[error("invalid value for `{key}`: {value} ({reason})")]
+    InvalidConfig {
+        /// The key at fault.
+        key: String,
+        /// The value found, as text.
+        value: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+
+    /// A safetensors file is corrupt or truncated.
+    #[error("invalid safetensors file {path}: {reason}")]
+    Safetensors {
+        /// The file at fault.
+        path: PathBuf,
+        /// What the safetensors reader reported.
+        reason: String,
+    },
+
+    /// A tensor the configuration requires is absent from the checkpoint.
+    #[error("tensor `{name}` is missing from {location}")]
+    MissingTensor {
+        /// The tensor's name.
+        name: String,
+        /// The checkpoint searched (file or directory).
+        location: PathBuf,
+    },
+
+    /// A tensor's shape disagrees with the configuration.
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        /// The tensor's name.
+        name: String,
+        /// The shape the configuration implies.
+        expected: Vec<usize>,
+        /// The shape stored in the file.
+        found: Vec<usize>,
+    },
+
+    /// A tensor is stored in a data type this crate cannot read.
+    #[error("tensor `{name}` has unsupported data type {dtype}")]
+    UnsupportedDtype {
+        /// The tensor's name.
+        name: String,
+        /// The data type found.
+        dtype: String,
+    },
+
+    /// The tokenizer file could not be loaded, or encoding/decoding failed.
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A token id is not in the model's vocabulary.
+    #[error("token id {id} is out of range for a vocabulary of {vocab_size}")]
+    TokenOutOfRange {
+        /// The offending id.
+        id: u32,
+        /// The model's vocabulary size.
+        vocab_size: usize,
+    },
+
+    /// An input that must hold at least one token is empty.
+    #[error("empty input: {what} must contain at least one token")]
+    EmptyInput {
+        /// Which input was empty.
+        what: &'static str,
+    },
+
+    /// An option or argument passed to the API is out of its valid range.
+    #[error("invalid option `{name}` = {value}: {reason}")]
+    InvalidOption {
+        /// The option's name.
+        name: &'static str,
+        /// The value given, as text.
+        value: String,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+
+    /// A backend failed (device lost, allocation failed, shapes inconsistent).
+    #[error("{backend} backend: {message}")]
+    Backend {
+        /// The backend's name.
+        backend: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// The work was cancelled through a [`crate::CancelToken`].
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
+        Error::Json { path: path.into(), source }
+    }
+}

@@ -1,0 +1,153 @@
+//! Building a [`Model`] from a checkpoint: every tensor's presence and shape is checked against the
+//! configuration before anything is uploaded to the device.
+
+use crate::backend::Backend;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::model::{Attention, CandidateProjections, Layer, Linear, Mlp, Model};
+use crate::weights::WeightSource;
+
+/// One tensor the configuration requires, with the shape it must have.
+struct Expected {
+    name: String,
+    shape: Vec<usize>,
+}
+
+/// The full list of tensors (and shapes) a checkpoint of `config` must contain.
+fn expected_tensors(config: &ModelConfig) -> Vec<Expected> {
+    let (h, i, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
+    let (qd, kvd) = (config.q_dim(), config.kv_dim());
+    let mut out = vec![
+        Expected { name: "model.embed_tokens.weight".into(), shape: vec![v, h] },
+        Expected { name: "model.norm.weight".into(), shape: vec![h] },
+    ];
+    if !config.tie_word_embeddings {
+        out.push(Expected { name: "lm_head.weight".into(), shape: vec![v, h] });
+    }
+    for l in 0..config.num_layers {
+        let p = format!("model.layers.{l}");
+        let mut add = |suffix: &str, shape: Vec<usize>| out.push(Expected { name: format!("{p}.{suffix}"), shape });
+        add("input_layernorm.weight", vec![h]);
+        add("post_attention_layernorm.weight", vec![h]);
+        add("self_attn.q_proj.weight", vec![qd, h]);
+        add("self_attn.k_proj.weight", vec![kvd, h]);
+        add("self_attn.v_proj.weight", vec![kvd, h]);
+        add("self_attn.o_proj.weight", vec![h, qd]);
+        if config.qkv_bias {
+            add("self_attn.q_proj.bias", vec![qd]);
+            add("self_attn.k_proj.bias", vec![kvd]);
+            add("self_attn.v_proj.bias", vec![kvd]);
+        }
+        if config.o_bias {
+            add("self_attn.o_proj.bias", vec![h]);
+        }
+        add("mlp.gate_proj.weight", vec![i, h]);
+        add("mlp.up_proj.weight", vec![i, h]);
+        add("mlp.down_proj.weight", vec![h, i]);
+    }
+    out
+}
+
+/// Checks that every required tensor is present with the right shape.
+pub(crate) fn check_checkpoint(config: &ModelConfig, source: &dyn WeightSource) -> Result<()> {
+    for e in expected_tensors(config) {
+        match source.shape(&e.name) {
+            None => {
+                return Err(Error::MissingTensor { name: e.name, location: source.location().to_path_buf() });
+            }
+            Some(found) if found != e.shape => {
+                return Err(Error::TensorShape { name: e.name, expected: e.shape, found });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Uploads one checked tensor.
+fn upload<B: Backend>(backend: &B, source: &dyn WeightSource, name: &str) -> Result<B::Weight> {
+    let tensor = source
+        .tensor(name)?
+        .ok_or_else(|| Error::MissingTensor { name: name.to_string(), location: source.location().to_path_buf() })?;
+    backend.upload_weight(&tensor)
+}
+
+fn linear<B: Backend>(backend: &B, source: &dyn WeightSource, prefix: &str, bias: bool) -> Result<Linear<B>> {
+    Ok(Linear {
+        weight: upload(backend, source, &format!("{prefix}.weight"))?,
+        bias: if bias { Some(upload(backend, source, &format!("{prefix}.bias"))?) } else { None },
+    })
+}
+
+impl<B: Backend> Model<B> {
+    /// Checks a checkpoint against `config` and uploads its weights to `backend`.
+    pub fn load(backend: B, config: ModelConfig, source: &dyn WeightSource) -> Result<Self> {
+        config.validate()?;
+        check_checkpoint(&config, source)?;
+        let b = &backend;
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for l in 0..config.num_layers {
+            let p = format!("model.layers.{l}");
+            layers.push(Layer {
+                input_norm: upload(b, source, &format!("{p}.input_layernorm.weight"))?,
+                post_attention_norm: upload(b, source, &format!("{p}.post_attention_layernorm.weight"))?,
+                attn: Attention {
+                    q: linear(b, source, &format!("{p}.self_attn.q_proj"), config.qkv_bias)?,
+                    k: linear(b, source, &format!("{p}.self_attn.k_proj"), config.qkv_bias)?,
+                    v: linear(b, source, &format!("{p}.self_attn.v_proj"), config.qkv_bias)?,
+                    o: linear(b, source, &format!("{p}.self_attn.o_proj"), config.o_bias)?,
+                },
+                mlp: Mlp {
+                    gate: linear(b, source, &format!("{p}.mlp.gate_proj"), false)?,
+                    up: linear(b, source, &format!("{p}.mlp.up_proj"), false)?,
+                    down: linear(b, source, &format!("{p}.mlp.down_proj"), false)?,
+                },
+                candidate: CandidateProjections::default(),
+            });
+        }
+        let embed = upload(b, source, "model.embed_tokens.weight")?;
+        let norm = upload(b, source, "model.norm.weight")?;
+        let lm_head = if config.tie_word_embeddings { None } else { Some(upload(b, source, "lm_head.weight")?) };
+        let inv_freq = config.rope_inv_freq();
+        Ok(Model { backend, config, embed, layers, norm, lm_head, inv_freq })
+    }
+
+    /// Loads candidate projections (`beacon_{q,k,v,o}_proj`, optionally `mlp.beacon_{up,down}_proj`)
+    /// from `source` where present; absent ones stay copies of the ordinary projections (no memory
+    /// is duplicated for them). Returns how many projection matrices were loaded.
+    pub fn load_candidate_projections(&mut self, source: &dyn WeightSource) -> Result<usize> {
+        let config = &self.config;
+        let (h, i, qd, kvd) = (config.hidden_size, config.intermediate_size, config.q_dim(), config.kv_dim());
+        // (slot, tensor prefix, expected weight shape, has bias)
+        let mut loaded = 0;
+        let mut new_layers = Vec::with_capacity(config.num_layers);
+        for l in 0..config.num_layers {
+            let p = format!("model.layers.{l}");
+            let specs = [
+                (format!("{p}.self_attn.beacon_q_proj"), [qd, h], config.qkv_bias),
+                (format!("{p}.self_attn.beacon_k_proj"), [kvd, h], config.qkv_bias),
+                (format!("{p}.self_attn.beacon_v_proj"), [kvd, h], config.qkv_bias),
+                (format!("{p}.self_attn.beacon_o_proj"), [h, qd], config.o_bias),
+                (format!("{p}.mlp.beacon_up_proj"), [i, h], false),
+                (format!("{p}.mlp.beacon_down_proj"), [h, i], false),
+            ];
+            let mut slots: [Option<Linear<B>>; 6] = Default::default();
+            for (slot, (prefix, shape, bias)) in slots.iter_mut().zip(specs) {
+                let name = format!("{prefix}.weight");
+                let Some(found) = source.shape(&name) else { continue };
+                if found != shape {
+                    return Err(Error::TensorShape { name, expected: shape.to_vec(), found });
+                }
+                let has_bias = bias && source.shape(&format!("{prefix}.bias")).is_some();
+                *slot = Some(linear(&self.backend, source, &prefix, has_bias)?);
+                loaded += 1;
+            }
+            let [q, k, v, o, up, down] = slots;
+            new_layers.push(CandidateProjections { q, k, v, o, up, down });
+        }
+        for (layer, candidate) in self.layers.iter_mut().zip(new_layers) {
+            layer.candidate = candidate;
+        }
+        Ok(loaded)
+    }
+}

@@ -1,0 +1,371 @@
+//! The LLaMA-family decoder, written once over [`Backend`].
+//!
+//! One [`Model::forward`] runs a batch of independent sequences packed along the rows. Each sequence
+//! brings its own [`KvCache`] (keys cached before RoPE; every forward places `past ++ new` at
+//! positions `0..len`), may ask for its last token to use the candidate projections (FocusLLM's
+//! candidate token), and chooses which positions' logits it needs.
+
+mod kv_cache;
+mod load;
+
+pub use kv_cache::{KvCache, LayerKv};
+
+use crate::backend::{AttentionSeq, Backend, HeadLayout, RowSlice};
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+
+/// A projection `x @ W^T + b` resident on the backend.
+pub struct Linear<B: Backend> {
+    /// `[out, in]` weight.
+    pub weight: B::Weight,
+    /// Optional `[out]` bias.
+    pub bias: Option<B::Weight>,
+}
+
+impl<B: Backend> Linear<B> {
+    fn forward(&self, backend: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        backend.linear(x, &self.weight, self.bias.as_ref())
+    }
+}
+
+/// The attention projections of one layer.
+pub struct Attention<B: Backend> {
+    /// Query projection.
+    pub q: Linear<B>,
+    /// Key projection.
+    pub k: Linear<B>,
+    /// Value projection.
+    pub v: Linear<B>,
+    /// Output projection.
+    pub o: Linear<B>,
+}
+
+/// The SwiGLU MLP of one layer.
+pub struct Mlp<B: Backend> {
+    /// Gate projection (through SiLU).
+    pub gate: Linear<B>,
+    /// Up projection.
+    pub up: Linear<B>,
+    /// Down projection.
+    pub down: Linear<B>,
+}
+
+/// FocusLLM's candidate projections of one layer; `None` means "same as the ordinary one"
+/// (training-free mode, with no memory duplicated).
+pub struct CandidateProjections<B: Backend> {
+    /// `beacon_q_proj`.
+    pub q: Option<Linear<B>>,
+    /// `beacon_k_proj`.
+    pub k: Option<Linear<B>>,
+    /// `beacon_v_proj`.
+    pub v: Option<Linear<B>>,
+    /// `beacon_o_proj`.
+    pub o: Option<Linear<B>>,
+    /// `mlp.beacon_up_proj`.
+    pub up: Option<Linear<B>>,
+    /// `mlp.beacon_down_proj`.
+    pub down: Option<Linear<B>>,
+}
+
+impl<B: Backend> Default for CandidateProjections<B> {
+    fn default() -> Self {
+        CandidateProjections { q: None, k: None, v: None, o: None, up: None, down: None }
+    }
+}
+
+/// One decoder layer.
+pub struct Layer<B: Backend> {
+    /// RMSNorm before attention.
+    pub input_norm: B::Weight,
+    /// RMSNorm before the MLP.
+    pub post_attention_norm: B::Weight,
+    /// Attention projections.
+    pub attn: Attention<B>,
+    /// MLP projections.
+    pub mlp: Mlp<B>,
+    /// Candidate-token projections.
+    pub candidate: CandidateProjections<B>,
+}
+
+/// Which positions of a sequence need logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsFor {
+    /// None (e.g. a FocusLLM chunk whose cache is all that matters).
+    None,
+    /// Only the last new token.
+    Last,
+    /// Every new token.
+    All,
+}
+
+/// One sequence of a batched forward.
+pub struct SeqInput<'a, B: Backend> {
+    /// The new tokens.
+    pub tokens: &'a [u32],
+    /// The sequence's cache: read as the past, and the new tokens' keys/values appended to it.
+    pub cache: &'a mut KvCache<B>,
+    /// Whether the last new token is a candidate token (uses the candidate projections).
+    pub candidate_last: bool,
+    /// Which positions' logits to return.
+    pub logits: LogitsFor,
+}
+
+/// Logits of some positions of one sequence, `[rows, vocab]` row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logits {
+    /// Number of positions.
+    pub rows: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// The values.
+    pub data: Vec<f32>,
+}
+
+impl Logits {
+    /// Logits of the `i`-th returned position.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.vocab..(i + 1) * self.vocab]
+    }
+
+    /// Logits of the last returned position, if any.
+    pub fn last(&self) -> Option<&[f32]> {
+        self.rows.checked_sub(1).map(|i| self.row(i))
+    }
+}
+
+/// A LLaMA-family decoder resident on a backend.
+pub struct Model<B: Backend> {
+    pub(crate) backend: B,
+    pub(crate) config: ModelConfig,
+    pub(crate) embed: B::Weight,
+    pub(crate) layers: Vec<Layer<B>>,
+    pub(crate) norm: B::Weight,
+    /// `None` when the output head is tied to the embedding table.
+    pub(crate) lm_head: Option<B::Weight>,
+    pub(crate) inv_freq: Vec<f32>,
+}
+
+fn layer_kv<'c, B: Backend>(seq: &'c SeqInput<'_, B>, layer: usize) -> &'c LayerKv<B> {
+    seq.cache.layers[layer].as_ref().expect("filled before use")
+}
+
+fn whole_rows<'t, B: Backend>(backend: &B, tensor: &'t B::Tensor) -> RowSlice<'t, B::Tensor> {
+    RowSlice { tensor, rows: 0..backend.dims(tensor).0 }
+}
+
+/// Row bookkeeping of a packed batch.
+struct Packing {
+    /// Per sequence: first packed row and number of new tokens.
+    spans: Vec<(usize, usize)>,
+    /// Packed rows that use the candidate projections.
+    candidate_rows: Vec<usize>,
+    /// Position of each packed query row.
+    q_positions: Vec<u32>,
+}
+
+impl<B: Backend> Model<B> {
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The backend the model runs on.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The decoder layers.
+    pub fn layers(&self) -> &[Layer<B>] {
+        &self.layers
+    }
+
+    /// An empty cache sized for this model.
+    pub fn new_cache(&self) -> KvCache<B> {
+        KvCache::new(self.config.num_layers)
+    }
+
+    /// Checks every token id is inside the vocabulary.
+    pub fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        let vocab_size = self.config.vocab_size;
+        match tokens.iter().find(|&&id| id as usize >= vocab_size) {
+            Some(&id) => Err(Error::TokenOutOfRange { id, vocab_size }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs one sequence: appends `tokens` to `cache` and returns the requested logits.
+    pub fn forward_one(&self, tokens: &[u32], cache: &mut KvCache<B>, logits: LogitsFor) -> Result<Logits> {
+        let mut batch = [SeqInput { tokens, cache, candidate_last: false, logits }];
+        Ok(self.forward(&mut batch)?.remove(0))
+    }
+
+    /// Runs a batch of independent sequences in one pass (each weight read once for all of them),
+    /// appending each sequence's new keys/values to its cache. Returns one [`Logits`] per sequence.
+    pub fn forward(&self, batch: &mut [SeqInput<'_, B>]) -> Result<Vec<Logits>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let packing = self.pack(batch)?;
+        let b = &self.backend;
+        let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let mut h = b.embedding(&self.embed, &ids)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            h = self.layer_forward(l, layer, &h, batch, &packing)?;
+        }
+        self.head(&h, batch, &packing)
+    }
+
+    fn pack(&self, batch: &[SeqInput<'_, B>]) -> Result<Packing> {
+        let mut spans = Vec::with_capacity(batch.len());
+        let mut candidate_rows = Vec::new();
+        let mut q_positions = Vec::new();
+        let mut row = 0;
+        for seq in batch {
+            if seq.tokens.is_empty() {
+                return Err(Error::EmptyInput { what: "a forward's token sequence" });
+            }
+            if seq.cache.layers.len() != self.config.num_layers {
+                return Err(Error::InvalidOption {
+                    name: "cache",
+                    value: format!("{} layers", seq.cache.layers.len()),
+                    reason: "the cache was made for another model",
+                });
+            }
+            self.check_tokens(seq.tokens)?;
+            let n = seq.tokens.len();
+            let past = seq.cache.len;
+            q_positions.extend((past..past + n).map(|p| p as u32));
+            spans.push((row, n));
+            row += n;
+            if seq.candidate_last {
+                candidate_rows.push(row - 1);
+            }
+        }
+        Ok(Packing { spans, candidate_rows, q_positions })
+    }
+
+    /// `linear`, with the candidate rows routed through `candidate` when it exists.
+    fn project(
+        &self,
+        x: &B::Tensor,
+        ordinary: &Linear<B>,
+        candidate: Option<&Linear<B>>,
+        candidate_rows: &[usize],
+    ) -> Result<B::Tensor> {
+        let b = &self.backend;
+        let mut y = ordinary.forward(b, x)?;
+        if let (Some(cand), false) = (candidate, candidate_rows.is_empty()) {
+            let parts: Vec<_> = candidate_rows.iter().map(|&r| RowSlice { tensor: x, rows: r..r + 1 }).collect();
+            let xc = b.gather_rows(&parts)?;
+            let yc = cand.forward(b, &xc)?;
+            b.scatter_rows(&mut y, candidate_rows, &yc)?;
+        }
+        Ok(y)
+    }
+
+    fn layer_forward(
+        &self,
+        l: usize,
+        layer: &Layer<B>,
+        h: &B::Tensor,
+        batch: &mut [SeqInput<'_, B>],
+        packing: &Packing,
+    ) -> Result<B::Tensor> {
+        let b = &self.backend;
+        let c = &self.config;
+        let cand = &layer.candidate;
+        let rows = &packing.candidate_rows;
+
+        let x = b.rms_norm(h, &layer.input_norm, c.rms_norm_eps)?;
+        let q = self.project(&x, &layer.attn.q, cand.q.as_ref(), rows)?;
+        let k = self.project(&x, &layer.attn.k, cand.k.as_ref(), rows)?;
+        let v = self.project(&x, &layer.attn.v, cand.v.as_ref(), rows)?;
+
+        // Append the new (pre-RoPE) keys/values to each cache, then pack past ++ new per sequence.
+        let mut seqs = Vec::with_capacity(batch.len());
+        let mut k_positions = Vec::new();
+        let mut kv_row = 0;
+        for (seq, &(start, n)) in batch.iter_mut().zip(&packing.spans) {
+            let range = start..start + n;
+            match &mut seq.cache.layers[l] {
+                Some(kv) => {
+                    b.append_rows(&mut kv.k, &k, range.clone())?;
+                    b.append_rows(&mut kv.v, &v, range)?;
+                }
+                slot @ None => {
+                    *slot = Some(LayerKv {
+                        k: b.gather_rows(&[RowSlice { tensor: &k, rows: range.clone() }])?,
+                        v: b.gather_rows(&[RowSlice { tensor: &v, rows: range }])?,
+                    });
+                }
+            }
+            // The cache's token count is bumped after the last layer, so `len` is still the past here.
+            let kv_len = seq.cache.len + n;
+            seqs.push(AttentionSeq { q_start: start, q_len: n, kv_start: kv_row, kv_len });
+            k_positions.extend(0..kv_len as u32);
+            kv_row += kv_len;
+        }
+        let packed;
+        let (k_all, v_all) = if let [seq] = &*batch {
+            let kv = layer_kv(seq, l);
+            (&kv.k, &kv.v)
+        } else {
+            let ks: Vec<_> = batch.iter().map(|s| whole_rows(b, &layer_kv(s, l).k)).collect();
+            let vs: Vec<_> = batch.iter().map(|s| whole_rows(b, &layer_kv(s, l).v)).collect();
+            packed = (b.gather_rows(&ks)?, b.gather_rows(&vs)?);
+            (&packed.0, &packed.1)
+        };
+
+        let q = b.rope(&q, &packing.q_positions, &self.inv_freq, c.head_dim)?;
+        let k_all = b.rope(k_all, &k_positions, &self.inv_freq, c.head_dim)?;
+        let heads = HeadLayout { num_heads: c.num_heads, num_kv_heads: c.num_kv_heads, head_dim: c.head_dim };
+        let attn = b.attention(&q, &k_all, v_all, &seqs, heads)?;
+        if l + 1 == c.num_layers {
+            for (seq, &(_, n)) in batch.iter_mut().zip(&packing.spans) {
+                seq.cache.len += n;
+            }
+        }
+        let o = self.project(&attn, &layer.attn.o, cand.o.as_ref(), rows)?;
+        let h = b.add(h, &o)?;
+
+        let x = b.rms_norm(&h, &layer.post_attention_norm, c.rms_norm_eps)?;
+        let gate = layer.mlp.gate.forward(b, &x)?;
+        let up = self.project(&x, &layer.mlp.up, cand.up.as_ref(), rows)?;
+        let act = b.swiglu(&gate, &up)?;
+        let down = self.project(&act, &layer.mlp.down, cand.down.as_ref(), rows)?;
+        b.add(&h, &down)
+    }
+
+    /// Final norm and output head on the requested rows only.
+    fn head(&self, h: &B::Tensor, batch: &[SeqInput<'_, B>], packing: &Packing) -> Result<Vec<Logits>> {
+        let b = &self.backend;
+        let vocab = self.config.vocab_size;
+        let mut parts = Vec::new();
+        let mut counts = Vec::with_capacity(batch.len());
+        for (seq, &(start, n)) in batch.iter().zip(&packing.spans) {
+            let rows = match seq.logits {
+                LogitsFor::None => start..start,
+                LogitsFor::Last => start + n - 1..start + n,
+                LogitsFor::All => start..start + n,
+            };
+            counts.push(rows.len());
+            if !rows.is_empty() {
+                parts.push(RowSlice { tensor: h, rows });
+            }
+        }
+        if parts.is_empty() {
+            return Ok(counts.iter().map(|_| Logits { rows: 0, vocab, data: Vec::new() }).collect());
+        }
+        let x = b.gather_rows(&parts)?;
+        let x = b.rms_norm(&x, &self.norm, self.config.rms_norm_eps)?;
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        let all = b.to_host(&b.linear(&x, head, None)?)?;
+        let mut out = Vec::with_capacity(counts.len());
+        let mut offset = 0;
+        for rows in counts {
+            out.push(Logits { rows, vocab, data: all[offset * vocab..(offset + rows) * vocab].to_vec() });
+            offset += rows;
+        }
+        Ok(out)
+    }
+}

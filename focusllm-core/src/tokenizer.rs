@@ -1,0 +1,105 @@
+//! Text to token ids and back, through the `tokenizers` crate, plus incremental detokenisation for
+//! streaming output.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A Hugging Face tokenizer (`tokenizer.json`).
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    source: PathBuf,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+impl Tokenizer {
+    /// Loads a `tokenizer.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| Error::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
+        Ok(Tokenizer { inner, source: path.to_path_buf() })
+    }
+
+    /// Wraps an already built tokenizer; `source` names it in error messages.
+    pub fn from_tokenizers(inner: tokenizers::Tokenizer, source: impl Into<PathBuf>) -> Self {
+        Tokenizer { inner, source: source.into() }
+    }
+
+    /// The wrapped `tokenizers::Tokenizer`.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Tokenizer { path: self.source.clone(), message: e.to_string() }
+    }
+
+    /// Encodes text, adding the special tokens (e.g. BOS) the tokenizer's post-processor adds.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_with(text, true)
+    }
+
+    /// Encodes text; `add_special_tokens` chooses whether the post-processor's tokens are added.
+    pub fn encode_with(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| self.error(e))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Decodes ids to text, leaving out special tokens.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(|e| self.error(e))
+    }
+
+    /// The id of a token given by its text (e.g. `"<|im_end|>"`), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+}
+
+/// Turns a stream of token ids into a stream of text pieces, holding back incomplete UTF-8
+/// sequences and keeping the spacing that decoding one token at a time would lose.
+#[derive(Debug, Default)]
+pub struct TextStream {
+    ids: Vec<u32>,
+    /// Start of the window decoded for context.
+    prev: usize,
+    /// End of the text already emitted (as a token index).
+    current: usize,
+}
+
+impl TextStream {
+    /// An empty stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a token and returns the text it completes (possibly empty).
+    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let before = tokenizer.decode(&self.ids[self.prev..self.current])?;
+        let now = tokenizer.decode(&self.ids[self.prev..])?;
+        if now.len() > before.len() && !now.ends_with('\u{FFFD}') {
+            let piece = match now.get(before.len()..) {
+                Some(p) if now.starts_with(&before) => p.to_string(),
+                _ => now.chars().skip(before.chars().count()).collect(),
+            };
+            self.prev = self.current;
+            self.current = self.ids.len();
+            Ok(piece)
+        } else {
+            Ok(String::new())
+        }
+    }
+}

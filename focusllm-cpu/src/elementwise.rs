@@ -1,0 +1,76 @@
+//! Row-wise and elementwise operations: embedding, RMSNorm, RoPE, SwiGLU, residual add.
+
+use rayon::prelude::*;
+
+use crate::tensor::CpuTensor;
+
+/// Rows `ids` of `table`.
+pub(crate) fn embedding(table: &CpuTensor, ids: &[u32]) -> CpuTensor {
+    let cols = table.cols;
+    let mut out = Vec::with_capacity(ids.len() * cols);
+    for &id in ids {
+        out.extend_from_slice(table.row(id as usize));
+    }
+    CpuTensor::new(out, ids.len(), cols)
+}
+
+/// `x / sqrt(mean(x^2) + eps) * weight`, per row.
+pub(crate) fn rms_norm(x: &CpuTensor, weight: &CpuTensor, eps: f32) -> CpuTensor {
+    let mut out = x.data.clone();
+    out.par_chunks_mut(x.cols.max(1)).for_each(|row| {
+        let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / row.len() as f64;
+        let inv = (1.0 / (ms + eps as f64).sqrt()) as f32;
+        for (v, &w) in row.iter_mut().zip(&weight.data) {
+            *v = w * (*v * inv);
+        }
+    });
+    CpuTensor::new(out, x.rows, x.cols)
+}
+
+/// Half-split rotary embedding of every head of every row.
+pub(crate) fn rope(x: &CpuTensor, positions: &[u32], inv_freq: &[f32], head_dim: usize) -> CpuTensor {
+    let half = head_dim / 2;
+    let mut out = x.data.clone();
+    out.par_chunks_mut(x.cols.max(1)).zip(positions.par_iter()).for_each_init(
+        || (vec![0.0f32; half], vec![0.0f32; half]),
+        |(cos, sin), (row, &pos)| {
+            for i in 0..half {
+                // The angle is rounded to f32 as transformers computes it, then cos/sin taken exactly.
+                let angle = (pos as f32 * inv_freq[i]) as f64;
+                cos[i] = angle.cos() as f32;
+                sin[i] = angle.sin() as f32;
+            }
+            for head in row.chunks_exact_mut(head_dim) {
+                let (a, b) = head.split_at_mut(half);
+                for i in 0..half {
+                    let (x1, x2) = (a[i], b[i]);
+                    a[i] = x1 * cos[i] - x2 * sin[i];
+                    b[i] = x2 * cos[i] + x1 * sin[i];
+                }
+            }
+        },
+    );
+    CpuTensor::new(out, x.rows, x.cols)
+}
+
+/// `silu(gate) * up`.
+pub(crate) fn swiglu(gate: &CpuTensor, up: &CpuTensor) -> CpuTensor {
+    let mut out = gate.data.clone();
+    out.par_chunks_mut(4096).zip(up.data.par_chunks(4096)).for_each(|(g, u)| {
+        for (g, &u) in g.iter_mut().zip(u) {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        }
+    });
+    CpuTensor::new(out, gate.rows, gate.cols)
+}
+
+/// `a + b`.
+pub(crate) fn add(a: &CpuTensor, b: &CpuTensor) -> CpuTensor {
+    let mut out = a.data.clone();
+    out.par_chunks_mut(4096).zip(b.data.par_chunks(4096)).for_each(|(o, b)| {
+        for (o, &b) in o.iter_mut().zip(b) {
+            *o += b;
+        }
+    });
+    CpuTensor::new(out, a.rows, a.cols)
+}

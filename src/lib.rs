@@ -1,0 +1,101 @@
+//! # focusllm
+//!
+//! Run LLaMA-family models on inputs far past their native window with FocusLLM, on the CPU
+//! (feature `cpu`, on by default), any GPU through wgpu, or NVIDIA GPUs through CUDA.
+//!
+//! ```no_run
+//! use focusllm::{Device, GenerateOptions, Llm};
+//!
+//! fn main() -> Result<(), focusllm::Error> {
+//!     let llm = Llm::load("models/SmolLM2-135M-Instruct", Device::Cpu { threads: None })?;
+//!     let options = GenerateOptions { max_tokens: 32, ..Default::default() };
+//!     for token in llm.generate("The capital of France is", &options)? {
+//!         print!("{}", token?.text);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+#![warn(missing_docs)]
+
+use std::path::Path;
+
+pub use focusllm_core::*;
+
+/// The CPU backend (feature `cpu`).
+#[cfg(feature = "cpu")]
+pub use focusllm_cpu as cpu;
+
+/// Where a model runs; chosen at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Device {
+    /// The CPU backend with `threads` workers (`None`: every core). Needs the `cpu` feature.
+    Cpu {
+        /// Worker threads.
+        threads: Option<usize>,
+    },
+}
+
+impl Default for Device {
+    fn default() -> Self {
+        Device::Cpu { threads: None }
+    }
+}
+
+/// A model and its tokenizer loaded on a [`Device`]: the handle an application keeps.
+///
+/// It is `Send + Sync`: share it behind an `Arc` and generate from several threads.
+pub struct Llm {
+    inner: Box<dyn LanguageModel>,
+}
+
+impl std::fmt::Debug for Llm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llm").field("backend", &self.inner.backend_name()).finish_non_exhaustive()
+    }
+}
+
+impl Llm {
+    /// Loads a Hugging Face model directory (`config.json`, safetensors weights, `tokenizer.json`)
+    /// onto `device`.
+    pub fn load(dir: impl AsRef<Path>, device: Device) -> Result<Self> {
+        let inner: Box<dyn LanguageModel> = match device {
+            #[cfg(feature = "cpu")]
+            Device::Cpu { threads } => {
+                let backend = cpu::CpuBackend::new(cpu::CpuOptions { threads })?;
+                Box::new(Pipeline::load(dir, backend)?)
+            }
+            #[cfg(not(feature = "cpu"))]
+            Device::Cpu { .. } => {
+                let _ = dir;
+                return Err(Error::Backend { backend: "cpu", message: "focusllm was built without the `cpu` feature".into() });
+            }
+        };
+        Ok(Llm { inner })
+    }
+
+    /// Wraps any loaded model (e.g. a [`Pipeline`] on a custom backend).
+    pub fn from_model(model: impl LanguageModel + 'static) -> Self {
+        Llm { inner: Box::new(model) }
+    }
+
+    /// Encodes `prompt` and streams the generated tokens.
+    pub fn generate(&self, prompt: &str, options: &GenerateOptions) -> Result<TokenStream<'_>> {
+        self.inner.generate(prompt, options)
+    }
+
+    /// Streams the continuation of already tokenised input.
+    pub fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>> {
+        self.inner.generate_ids(prompt, options)
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        self.inner.config()
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        self.inner.tokenizer()
+    }
+}

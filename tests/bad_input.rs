@@ -1,0 +1,149 @@
+//! Bad input gets a typed error that names what is wrong, never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{cpu, fixture_dir, load};
+use focusllm::{Error, GenerateOptions, LanguageModel, LogitsFor, Pipeline};
+
+/// A private copy of a fixture directory that a test may damage.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn of(fixture: &str, tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("focusllm-bad-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(fixture_dir(fixture)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        Scratch(dir)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    fn load(&self) -> Result<Pipeline<focusllm::cpu::CpuBackend>, Error> {
+        Pipeline::load(&self.0, cpu())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Rewrites `model.safetensors` with `edit` applied to its (name, shape, f32 data) list.
+fn rewrite_weights(path: &Path, edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<u8>)>)) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(n, t)| (n, t.shape().to_vec(), t.data().to_vec())).collect();
+    edit(&mut tensors);
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+#[test]
+fn truncated_safetensors() {
+    let s = Scratch::of("tiny-llama", "trunc");
+    let file = s.path("model.safetensors");
+    let len = std::fs::metadata(&file).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(len / 2).unwrap();
+    match s.load() {
+        Err(Error::Safetensors { path, .. }) => assert_eq!(path, file),
+        other => panic!("expected a safetensors error, got {:?}", other.err()),
+    }
+    // A file shorter than its own header length field.
+    std::fs::write(&file, [1u8, 2, 3]).unwrap();
+    assert!(matches!(s.load(), Err(Error::Safetensors { .. })));
+}
+
+#[test]
+fn missing_tensor() {
+    let s = Scratch::of("tiny-llama", "missing");
+    rewrite_weights(&s.path("model.safetensors"), |t| t.retain(|(n, _, _)| n != "model.layers.1.mlp.up_proj.weight"));
+    match s.load() {
+        Err(Error::MissingTensor { name, .. }) => assert_eq!(name, "model.layers.1.mlp.up_proj.weight"),
+        other => panic!("expected MissingTensor, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn wrong_tensor_shape() {
+    let s = Scratch::of("tiny-llama", "shape");
+    rewrite_weights(&s.path("model.safetensors"), |t| {
+        let entry = t.iter_mut().find(|(n, _, _)| n == "model.layers.0.self_attn.k_proj.weight").unwrap();
+        // Same number of values, transposed shape.
+        entry.1 = vec![entry.1[1], entry.1[0]];
+    });
+    match s.load() {
+        Err(Error::TensorShape { name, expected, found }) => {
+            assert_eq!(name, "model.layers.0.self_attn.k_proj.weight");
+            assert_eq!(expected, vec![32, 64]);
+            assert_eq!(found, vec![64, 32]);
+        }
+        other => panic!("expected TensorShape, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn unknown_model_type_and_malformed_config() {
+    let s = Scratch::of("tiny-llama", "config");
+    let cfg = std::fs::read_to_string(s.path("config.json")).unwrap();
+    std::fs::write(s.path("config.json"), cfg.replace("\"llama\"", "\"gpt_neox\"")).unwrap();
+    match s.load() {
+        Err(Error::UnsupportedModelType { model_type, .. }) => assert_eq!(model_type, "gpt_neox"),
+        other => panic!("expected UnsupportedModelType, got {:?}", other.err()),
+    }
+    std::fs::write(s.path("config.json"), &cfg[..cfg.len() / 2]).unwrap();
+    assert!(matches!(s.load(), Err(Error::Json { .. })));
+    std::fs::write(s.path("config.json"), cfg.replace("\"num_hidden_layers\"", "\"layers\"")).unwrap();
+    match s.load() {
+        Err(Error::MissingConfigKey { key, .. }) => assert_eq!(key, "num_hidden_layers"),
+        other => panic!("expected MissingConfigKey, got {:?}", other.err()),
+    }
+    std::fs::write(s.path("config.json"), cfg.replace("\"hidden_size\": 64", "\"hidden_size\": \"wide\"")).unwrap();
+    assert!(matches!(s.load(), Err(Error::InvalidConfig { .. })));
+}
+
+#[test]
+fn missing_and_corrupt_files() {
+    let s = Scratch::of("tiny-llama", "files");
+    std::fs::write(s.path("tokenizer.json"), "{ not a tokenizer").unwrap();
+    assert!(matches!(s.load(), Err(Error::Tokenizer { .. })));
+    std::fs::remove_file(s.path("tokenizer.json")).unwrap();
+    assert!(matches!(s.load(), Err(Error::Io { .. })));
+    assert!(matches!(Pipeline::load("/nonexistent/model/dir", cpu()), Err(Error::Io { .. })));
+}
+
+#[test]
+fn token_id_out_of_range_and_empty_prompt() {
+    let p = load("tiny-llama");
+    let vocab = p.model().config().vocab_size as u32;
+    let options = GenerateOptions::default();
+    match p.generate_ids(&[0, 5, vocab], &options).err() {
+        Some(Error::TokenOutOfRange { id, vocab_size }) => assert_eq!((id, vocab_size), (vocab, vocab as usize)),
+        other => panic!("expected TokenOutOfRange, got {other:?}"),
+    }
+    assert!(matches!(p.generate_ids(&[], &options).err(), Some(Error::EmptyInput { .. })));
+    assert!(matches!(p.generate("", &options).err(), Some(Error::EmptyInput { .. })));
+    let mut cache = p.model().new_cache();
+    assert!(matches!(p.model().forward_one(&[u32::MAX], &mut cache, LogitsFor::Last), Err(Error::TokenOutOfRange { .. })));
+    assert!(cache.is_empty(), "a rejected forward leaves the cache untouched");
+}
+
+#[test]
+fn bad_sampling_options() {
+    let p = load("tiny-llama");
+    let options = GenerateOptions { sampling: focusllm::Sampling { top_p: 1.5, ..Default::default() }, ..Default::default() };
+    assert!(matches!(p.generate("hi", &options).err(), Some(Error::InvalidOption { name: "top_p", .. })));
+}

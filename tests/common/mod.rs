@@ -1,0 +1,58 @@
+//! Helpers shared by the integration tests: fixture paths, golden files, a CPU backend.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use focusllm::cpu::{CpuBackend, CpuOptions};
+use focusllm::Pipeline;
+
+/// The tiny random-weight models made by `scripts/make_tiny_fixtures.py`.
+pub const FIXTURES: [&str; 3] = ["tiny-llama", "tiny-qwen2", "tiny-mistral"];
+
+pub fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+pub fn cpu() -> CpuBackend {
+    CpuBackend::new(CpuOptions { threads: Some(2) }).expect("cpu backend")
+}
+
+pub fn load(name: &str) -> Pipeline<CpuBackend> {
+    Pipeline::load(fixture_dir(name), cpu()).unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+/// One golden case: text, its token ids, transformers' logits at every position, greedy tokens.
+pub struct Case {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub logits: Vec<Vec<f32>>,
+    pub greedy: Vec<u32>,
+}
+
+pub fn golden(name: &str) -> Vec<Case> {
+    let path = fixture_dir(name).join("golden.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Case {
+            text: c["text"].as_str().unwrap().to_string(),
+            ids: ids(&c["ids"]),
+            logits: c["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+                .collect(),
+            greedy: ids(&c["greedy"]),
+        })
+        .collect()
+}
+
+/// Largest absolute difference between two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

@@ -25,6 +25,14 @@ pub use focusllm_core::*;
 #[cfg(feature = "cpu")]
 pub use focusllm_cpu as cpu;
 
+/// The wgpu backend (feature `wgpu`).
+#[cfg(feature = "wgpu")]
+pub use focusllm_wgpu as wgpu;
+
+/// The CUDA backend (feature `cuda`).
+#[cfg(feature = "cuda")]
+pub use focusllm_cuda as cuda;
+
 /// Where a model runs; chosen at run time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -34,6 +42,37 @@ pub enum Device {
         /// Worker threads.
         threads: Option<usize>,
     },
+    /// A GPU through wgpu (Vulkan, Metal, DX12, WebGPU). Needs the `wgpu` feature.
+    Wgpu {
+        /// Index of the adapter among those wgpu enumerates; `None` picks the high-performance one.
+        adapter: Option<usize>,
+    },
+    /// An NVIDIA GPU through CUDA. Needs the `cuda` feature.
+    Cuda {
+        /// The CUDA device ordinal.
+        ordinal: usize,
+    },
+}
+
+impl Device {
+    /// Parses the `--device` values of the examples: `cpu`, `wgpu`, `wgpu:N`, `cuda`, `cuda:N`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = || Error::InvalidOption { name: "device", value: text.to_string(), reason: "expected cpu, wgpu[:N] or cuda[:N]" };
+        let (kind, index) = match text.split_once(':') {
+            Some((k, i)) => (k, Some(i.parse::<usize>().map_err(|_| bad())?)),
+            None => (text, None),
+        };
+        match kind {
+            "cpu" if index.is_none() => Ok(Device::Cpu { threads: None }),
+            "wgpu" => Ok(Device::Wgpu { adapter: index }),
+            "cuda" => Ok(Device::Cuda { ordinal: index.unwrap_or(0) }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+fn not_built(backend: &'static str, feature: &str) -> Error {
+    Error::Backend { backend, message: format!("focusllm was built without the `{feature}` feature") }
 }
 
 impl Default for Device {
@@ -59,17 +98,20 @@ impl Llm {
     /// Loads a Hugging Face model directory (`config.json`, safetensors weights, `tokenizer.json`)
     /// onto `device`.
     pub fn load(dir: impl AsRef<Path>, device: Device) -> Result<Self> {
+        let dir = dir.as_ref();
         let inner: Box<dyn LanguageModel> = match device {
             #[cfg(feature = "cpu")]
-            Device::Cpu { threads } => {
-                let backend = cpu::CpuBackend::new(cpu::CpuOptions { threads })?;
-                Box::new(Pipeline::load(dir, backend)?)
-            }
-            #[cfg(not(feature = "cpu"))]
-            Device::Cpu { .. } => {
-                let _ = dir;
-                return Err(Error::Backend { backend: "cpu", message: "focusllm was built without the `cpu` feature".into() });
-            }
+            Device::Cpu { threads } => Box::new(Pipeline::load(dir, cpu::CpuBackend::new(cpu::CpuOptions { threads })?)?),
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu { adapter } => Box::new(Pipeline::load(dir, wgpu::WgpuBackend::new(wgpu::WgpuOptions { adapter })?)?),
+            #[cfg(feature = "cuda")]
+            Device::Cuda { ordinal } => Box::new(Pipeline::load(dir, cuda::CudaBackend::new(cuda::CudaOptions { ordinal })?)?),
+            #[allow(unreachable_patterns)]
+            Device::Cpu { .. } => return Err(not_built("cpu", "cpu")),
+            #[allow(unreachable_patterns)]
+            Device::Wgpu { .. } => return Err(not_built("wgpu", "wgpu")),
+            #[allow(unreachable_patterns)]
+            Device::Cuda { .. } => return Err(not_built("cuda", "cuda")),
         };
         Ok(Llm { inner })
     }

@@ -141,6 +141,13 @@ pub enum Error {
         message: String,
     },
 
+    /// The default model could not be fetched; the message says how to get it by hand.
+    #[error("cannot fetch the default model: {message}")]
+    ModelFetch {
+        /// What failed and how to get the file by hand.
+        message: String,
+    },
+
     /// The work was cancelled through a [`crate::CancelToken`].
     #[error("cancelled")]
     Cancelled,

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod default_model;
 pub mod error;
 pub mod generation;
 pub mod model;

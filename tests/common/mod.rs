@@ -56,3 +56,28 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// Whether a missing prerequisite must fail the test instead of skipping it (`.ci/run` sets
+/// `FOCUSLLM_TEST_STRICT=1`).
+pub fn strict() -> bool {
+    std::env::var("FOCUSLLM_TEST_STRICT").is_ok_and(|v| v == "1")
+}
+
+/// Skips (printing why) or, in strict mode, fails when a prerequisite is missing.
+pub fn skip_or_fail(test: &str, why: &str) {
+    if strict() {
+        panic!("{test}: {why} (FOCUSLLM_TEST_STRICT=1 forbids skipping)");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// The cached default model (SmolLM2-135M-Instruct Q4_1 GGUF), or `None` after printing why the
+/// test skips. It is fetched by `scripts/fetch_model.sh` (which `.ci/run` calls); tests never download.
+pub fn default_model(test: &str) -> Option<PathBuf> {
+    let found = focusllm::default_model::find();
+    if found.is_none() {
+        skip_or_fail(test, &format!("the default model is not cached at {} (run scripts/fetch_model.sh)",
+            focusllm::default_model::cached_path().display()));
+    }
+    found
+}

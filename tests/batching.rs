@@ -27,7 +27,7 @@ fn batch_of_different_lengths_equals_each_alone() {
             .map(|(case, (cache, &split))| SeqInput {
                 tokens: &case.ids[split..],
                 cache,
-                candidate_last: false,
+                candidates: 0,
                 logits: LogitsFor::All,
             })
             .collect();
@@ -91,7 +91,7 @@ fn candidate_rows_use_candidate_projections() {
             }
             let model = p.model();
             let mut cache = model.new_cache();
-            let mut batch = [SeqInput { tokens: &case.ids, cache: &mut cache, candidate_last: true, logits: LogitsFor::All }];
+            let mut batch = [SeqInput { tokens: &case.ids, cache: &mut cache, candidates: 1, logits: LogitsFor::All }];
             model.forward(&mut batch).unwrap().remove(0)
         };
         let ordinary = run(None);

@@ -110,4 +110,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Appends rows `rows` of `src` to `dst` (amortised growth, for KV caches).
     fn append_rows(&self, dst: &mut Self::Tensor, src: &Self::Tensor, rows: Range<usize>) -> Result<()>;
+
+    /// Keeps only the first `rows` rows of `x` (e.g. to take a FocusLLM candidate out of a cache).
+    /// The default copies; backends with capacity-based tensors override it to just shrink.
+    fn truncate_rows(&self, x: &mut Self::Tensor, rows: usize) -> Result<()> {
+        *x = self.gather_rows(&[RowSlice { tensor: x, rows: 0..rows }])?;
+        Ok(())
+    }
 }

@@ -31,6 +31,65 @@ impl CancelToken {
     }
 }
 
+/// Progress of long work, reported through a [`ProgressCallback`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Progress {
+    /// Prefill: `done` of `total` steps (FocusLLM: memory chunks condensed, plus the local forward).
+    Prefill {
+        /// Steps finished.
+        done: usize,
+        /// Steps in all.
+        total: usize,
+    },
+    /// Generation: tokens so far and the rate since the first one.
+    Generated {
+        /// Tokens generated so far.
+        tokens: usize,
+        /// Tokens per second since the first generated token.
+        tokens_per_second: f64,
+    },
+}
+
+/// A function called with [`Progress`] reports; cheap to clone.
+#[derive(Clone)]
+pub struct ProgressCallback(pub Arc<dyn Fn(Progress) + Send + Sync>);
+
+impl ProgressCallback {
+    /// Wraps a closure.
+    pub fn new(f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        ProgressCallback(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for ProgressCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressCallback")
+    }
+}
+
+/// Cancellation and progress reporting handed to long-running work.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// Checked between units of work.
+    pub cancel: Option<CancelToken>,
+    /// Called after each unit of work.
+    pub progress: Option<ProgressCallback>,
+}
+
+impl Control {
+    /// Whether cancellation was requested.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
+    }
+
+    /// Reports progress, if anyone listens.
+    pub fn report(&self, progress: Progress) {
+        if let Some(cb) = &self.progress {
+            (cb.0)(progress);
+        }
+    }
+}
+
 /// What to generate and when to stop.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -42,8 +101,20 @@ pub struct GenerateOptions {
     pub stop_tokens: Vec<u32>,
     /// Whether the model's end-of-sequence ids end generation (default true).
     pub stop_at_eos: bool,
-    /// Cancels generation between tokens when triggered.
+    /// Cancels the work (between chunk batches of a prefill, and between tokens) when triggered.
     pub cancel: Option<CancelToken>,
+    /// Receives prefill and generation progress.
+    pub progress: Option<ProgressCallback>,
+    /// Read long inputs with FocusLLM: inputs at or over its threshold are condensed, shorter ones
+    /// run plain attention. `None` (the default) always runs plain attention.
+    pub focus: Option<crate::focus::FocusConfig>,
+}
+
+impl GenerateOptions {
+    /// The cancellation and progress part of the options.
+    pub fn control(&self) -> Control {
+        Control { cancel: self.cancel.clone(), progress: self.progress.clone() }
+    }
 }
 
 impl Default for GenerateOptions {
@@ -54,6 +125,8 @@ impl Default for GenerateOptions {
             stop_tokens: Vec::new(),
             stop_at_eos: true,
             cancel: None,
+            progress: None,
+            focus: None,
         }
     }
 }
@@ -93,11 +166,21 @@ pub struct PlainDecoder<'a, B: Backend> {
 impl<'a, B: Backend> PlainDecoder<'a, B> {
     /// Prefills `prompt` and returns the decoder with the logits of the prompt's last position.
     pub fn prefill(model: &'a Model<B>, prompt: &[u32]) -> Result<(Self, Vec<f32>)> {
+        Self::prefill_with(model, prompt, &Control::default())
+    }
+
+    /// [`PlainDecoder::prefill`] with cancellation and progress reporting.
+    pub fn prefill_with(model: &'a Model<B>, prompt: &[u32], control: &Control) -> Result<(Self, Vec<f32>)> {
         if prompt.is_empty() {
             return Err(Error::EmptyInput { what: "the prompt" });
         }
+        if control.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        control.report(Progress::Prefill { done: 0, total: 1 });
         let mut cache = model.new_cache();
         let logits = model.forward_one(prompt, &mut cache, LogitsFor::Last)?;
+        control.report(Progress::Prefill { done: 1, total: 1 });
         Ok((PlainDecoder { model, cache }, logits.data))
     }
 }
@@ -123,6 +206,7 @@ pub struct TokenStream<'a> {
     produced: usize,
     finish: Option<FinishReason>,
     failed: bool,
+    started: Option<std::time::Instant>,
 }
 
 impl<'a> TokenStream<'a> {
@@ -154,6 +238,7 @@ impl<'a> TokenStream<'a> {
             produced: 0,
             finish: None,
             failed: false,
+            started: None,
         })
     }
 
@@ -189,6 +274,12 @@ impl<'a> TokenStream<'a> {
         self.history.push(id);
         self.produced += 1;
         self.pending = Some(id);
+        let started = *self.started.get_or_insert_with(std::time::Instant::now);
+        if let Some(cb) = &self.options.progress {
+            let secs = started.elapsed().as_secs_f64();
+            let tokens_per_second = if self.produced > 1 && secs > 0.0 { (self.produced - 1) as f64 / secs } else { 0.0 };
+            (cb.0)(Progress::Generated { tokens: self.produced, tokens_per_second });
+        }
         let text = match self.tokenizer {
             Some(t) => self.text.push(t, id)?,
             None => String::new(),

@@ -187,4 +187,11 @@ impl Backend for CpuBackend {
         dst.rows += rows.len();
         Ok(())
     }
+
+    fn truncate_rows(&self, x: &mut CpuTensor, rows: usize) -> Result<()> {
+        check(rows <= x.rows, || format!("truncate_rows: {rows} rows of a [{}, {}] tensor", x.rows, x.cols))?;
+        x.data.truncate(rows * x.cols);
+        x.rows = rows;
+        Ok(())
+    }
 }

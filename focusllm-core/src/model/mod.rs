@@ -104,8 +104,9 @@ pub struct SeqInput<'a, B: Backend> {
     pub tokens: &'a [u32],
     /// The sequence's cache: read as the past, and the new tokens' keys/values appended to it.
     pub cache: &'a mut KvCache<B>,
-    /// Whether the last new token is a candidate token (uses the candidate projections).
-    pub candidate_last: bool,
+    /// How many of the trailing new tokens are candidate tokens (use the candidate projections);
+    /// FocusLLM uses 1, ordinary forwards 0.
+    pub candidates: usize,
     /// Which positions' logits to return.
     pub logits: LogitsFor,
 }
@@ -195,7 +196,7 @@ impl<B: Backend> Model<B> {
 
     /// Runs one sequence: appends `tokens` to `cache` and returns the requested logits.
     pub fn forward_one(&self, tokens: &[u32], cache: &mut KvCache<B>, logits: LogitsFor) -> Result<Logits> {
-        let mut batch = [SeqInput { tokens, cache, candidate_last: false, logits }];
+        let mut batch = [SeqInput { tokens, cache, candidates: 0, logits }];
         Ok(self.forward(&mut batch)?.remove(0))
     }
 
@@ -237,9 +238,14 @@ impl<B: Backend> Model<B> {
             q_positions.extend((past..past + n).map(|p| p as u32));
             spans.push((row, n));
             row += n;
-            if seq.candidate_last {
-                candidate_rows.push(row - 1);
+            if seq.candidates > n {
+                return Err(Error::InvalidOption {
+                    name: "candidates",
+                    value: seq.candidates.to_string(),
+                    reason: "more candidate tokens than new tokens",
+                });
             }
+            candidate_rows.extend(row - seq.candidates..row);
         }
         Ok(Packing { spans, candidate_rows, q_positions })
     }

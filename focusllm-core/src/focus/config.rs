@@ -1,0 +1,162 @@
+//! `FocusConfig`: the FocusLLM parameters (DESIGN §2) with the official defaults and validation.
+
+use crate::error::{Error, Result};
+
+/// How tokens are generated after a FocusLLM prefill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecodeMode {
+    /// As the official code: per token, every chunk runs `[prev, t]` over its raw cache for a fresh
+    /// candidate, and the local context is recomputed from scratch over the fresh candidates.
+    /// Cost per token: one 2-token forward per chunk plus a forward of `L + generated` tokens.
+    #[default]
+    Exact,
+    /// The local keys/values are kept from prefill; per token the chunks refresh their candidates,
+    /// which overwrite the candidate rows of the local cache, then one token is decoded.
+    /// Cost per token: one 2-token forward per chunk plus one 1-token forward.
+    CachedLocal,
+    /// Candidates from prefill only, no per-chunk raw cache: memory stays bounded by one chunk
+    /// batch however long the input. Cost per token: one 1-token forward.
+    FrozenMemory,
+    /// Training-free aggregation: every chunk (chunk ++ query ++ generated) and the local context
+    /// decode in parallel with ordinary projections, and the next token comes from the context whose
+    /// next-token distribution has the lowest entropy. Cost per token: one 1-token forward per chunk
+    /// plus one for the local context.
+    MinEntropy,
+}
+
+impl DecodeMode {
+    /// Parses the names used on command lines: `exact`, `cached-local`, `frozen`, `min-entropy`.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "exact" => Ok(DecodeMode::Exact),
+            "cached-local" => Ok(DecodeMode::CachedLocal),
+            "frozen" | "frozen-memory" => Ok(DecodeMode::FrozenMemory),
+            "min-entropy" | "entropy" => Ok(DecodeMode::MinEntropy),
+            _ => Err(Error::InvalidOption {
+                name: "mode",
+                value: text.to_string(),
+                reason: "expected exact, cached-local, frozen or min-entropy",
+            }),
+        }
+    }
+
+    /// The command-line name of the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            DecodeMode::Exact => "exact",
+            DecodeMode::CachedLocal => "cached-local",
+            DecodeMode::FrozenMemory => "frozen",
+            DecodeMode::MinEntropy => "min-entropy",
+        }
+    }
+
+    /// Whether the mode keeps every chunk's raw keys/values after prefill.
+    pub fn keeps_chunk_caches(self) -> bool {
+        !matches!(self, DecodeMode::FrozenMemory)
+    }
+}
+
+/// The tokens put in front of the local context and of every chunk's query.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Prefix {
+    /// The model's BOS token if the input starts with it (i.e. the tokenizer adds one), else none.
+    #[default]
+    Auto,
+    /// No prefix.
+    None,
+    /// The first `n` tokens of the input (e.g. a chat header).
+    PromptHead(usize),
+    /// These tokens.
+    Tokens(Vec<u32>),
+}
+
+/// Where the candidates go in the local forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CandidateOrder {
+    /// As the official code: candidates at positions `0..n`, then the prefix and the local tokens.
+    #[default]
+    CandidatesFirst,
+    /// The prefix alone at `0..h` (it stays the attention sink), then the candidates, then the local
+    /// body. Meant for copied (untrained) candidate projections.
+    SinkFirst,
+}
+
+/// FocusLLM parameters. `Default` gives the official values: local window 2048, chunk size 2048,
+/// query length min(512, S, L), threshold L + S, one candidate per chunk, exact decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FocusConfig {
+    /// `L`: the last `L` tokens form the local context.
+    pub local_window: usize,
+    /// `S`: memory is split into chunks of `S` tokens (the official "memory_stride").
+    pub chunk_size: usize,
+    /// `Q`: the last `Q` local tokens are appended to every chunk; `None` = min(512, S, L).
+    pub query_len: Option<usize>,
+    /// Inputs shorter than this run plain attention; `None` = L + S.
+    pub threshold: Option<usize>,
+    /// Candidate tokens per chunk (the last ones of `chunk ++ query`). Only `FrozenMemory` takes more than 1.
+    pub candidates_per_chunk: usize,
+    /// How tokens are generated after prefill.
+    pub decode: DecodeMode,
+    /// How many chunks run in one batched forward (each weight read once per batch).
+    pub chunk_batch: usize,
+    /// What goes in front of the local context and of each query.
+    pub prefix: Prefix,
+    /// Where the candidates go in the local forward.
+    pub order: CandidateOrder,
+}
+
+impl Default for FocusConfig {
+    fn default() -> Self {
+        FocusConfig {
+            local_window: 2048,
+            chunk_size: 2048,
+            query_len: None,
+            threshold: None,
+            candidates_per_chunk: 1,
+            decode: DecodeMode::Exact,
+            chunk_batch: 4,
+            prefix: Prefix::Auto,
+            order: CandidateOrder::CandidatesFirst,
+        }
+    }
+}
+
+impl FocusConfig {
+    /// `Q` after defaults.
+    pub fn query_len(&self) -> usize {
+        self.query_len.unwrap_or_else(|| 512.min(self.chunk_size).min(self.local_window))
+    }
+
+    /// `T` after defaults.
+    pub fn threshold(&self) -> usize {
+        self.threshold.unwrap_or(self.local_window + self.chunk_size)
+    }
+
+    /// Checks the parameters are usable together.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name, value: usize, reason| Err(Error::InvalidOption { name, value: value.to_string(), reason });
+        if self.local_window == 0 {
+            return bad("local_window", 0, "must be at least 1");
+        }
+        if self.chunk_size == 0 {
+            return bad("chunk_size", 0, "must be at least 1");
+        }
+        if self.chunk_batch == 0 {
+            return bad("chunk_batch", 0, "must be at least 1");
+        }
+        let q = self.query_len();
+        if q == 0 {
+            return bad("query_len", q, "must be at least 1");
+        }
+        if q > self.local_window {
+            return bad("query_len", q, "must not exceed the local window");
+        }
+        if self.candidates_per_chunk == 0 || self.candidates_per_chunk > q {
+            return bad("candidates_per_chunk", self.candidates_per_chunk, "must be between 1 and query_len");
+        }
+        if self.candidates_per_chunk > 1 && self.decode != DecodeMode::FrozenMemory {
+            return bad("candidates_per_chunk", self.candidates_per_chunk, "more than one candidate needs the frozen decode mode");
+        }
+        Ok(())
+    }
+}

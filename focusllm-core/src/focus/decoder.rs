@@ -1,0 +1,203 @@
+//! The FocusLLM prefill's local forward and the four decode modes, each a [`Decoder`].
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::generation::{Control, Decoder};
+use crate::model::{KvCache, LogitsFor, Model, SeqInput};
+
+use super::config::{CandidateOrder, DecodeMode, FocusConfig};
+use super::memory::{condense, CondenseSpec, Condensed};
+use super::schedule::Plan;
+
+/// The local forward over the candidates: returns the local cache, the last position's logits and
+/// where the candidates sit in that cache.
+fn local_forward<B: Backend>(
+    model: &Model<B>,
+    candidates: &[KvCache<B>],
+    local_tokens: &[u32],
+    prefix_len: usize,
+    order: CandidateOrder,
+) -> Result<(KvCache<B>, Vec<f32>, usize)> {
+    let b = model.backend();
+    let memory = KvCache::concat(b, &candidates.iter().collect::<Vec<_>>())?;
+    match order {
+        CandidateOrder::SinkFirst if prefix_len > 0 => {
+            let mut cache = model.new_cache();
+            model.forward_one(&local_tokens[..prefix_len], &mut cache, LogitsFor::None)?;
+            cache.extend(b, &memory)?;
+            let logits = model.forward_one(&local_tokens[prefix_len..], &mut cache, LogitsFor::Last)?;
+            Ok((cache, logits.data, prefix_len))
+        }
+        _ => {
+            let mut cache = memory;
+            let logits = model.forward_one(local_tokens, &mut cache, LogitsFor::Last)?;
+            Ok((cache, logits.data, 0))
+        }
+    }
+}
+
+/// Runs `[prev, t]` through every chunk's raw cache (`t` the candidate) and returns the fresh
+/// candidates; `prev` joins each raw cache as an ordinary token.
+fn refresh_candidates<B: Backend>(
+    model: &Model<B>,
+    chunk_caches: &mut [KvCache<B>],
+    prev: u32,
+    token: u32,
+    batch: usize,
+    control: &Control,
+) -> Result<Vec<KvCache<B>>> {
+    let tokens = [prev, token];
+    let mut fresh = Vec::with_capacity(chunk_caches.len());
+    for group in chunk_caches.chunks_mut(batch) {
+        if control.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let mut inputs: Vec<SeqInput<'_, B>> = group
+            .iter_mut()
+            .map(|cache| SeqInput { tokens: &tokens, cache, candidates: 1, logits: LogitsFor::None })
+            .collect();
+        model.forward(&mut inputs)?;
+        for cache in group.iter_mut() {
+            fresh.push(cache.split_off_last(model.backend(), 1)?);
+        }
+    }
+    Ok(fresh)
+}
+
+/// Shannon entropy (nats) of softmax(logits).
+fn entropy(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let mut z = 0.0f64;
+    let mut weighted = 0.0f64;
+    for &l in logits {
+        let x = l as f64 - max;
+        let e = x.exp();
+        z += e;
+        weighted += e * x;
+    }
+    z.ln() - weighted / z
+}
+
+/// The logits of the lowest-entropy distribution (the first on ties).
+fn min_entropy(candidates: Vec<Vec<f32>>) -> Vec<f32> {
+    let mut best: Option<(f64, Vec<f32>)> = None;
+    for logits in candidates {
+        let h = entropy(&logits);
+        if best.as_ref().is_none_or(|(bh, _)| h < *bh) {
+            best = Some((h, logits));
+        }
+    }
+    best.map(|(_, l)| l).unwrap_or_default()
+}
+
+enum State<B: Backend> {
+    Exact { candidates: Vec<KvCache<B>>, chunk_caches: Vec<KvCache<B>>, local_tokens: Vec<u32> },
+    CachedLocal { chunk_caches: Vec<KvCache<B>>, local: KvCache<B>, candidates_at: usize },
+    Frozen { local: KvCache<B> },
+    MinEntropy { chunk_caches: Vec<KvCache<B>>, local: KvCache<B> },
+}
+
+/// Generation after a FocusLLM prefill, in the configured [`DecodeMode`].
+pub struct FocusDecoder<'a, B: Backend> {
+    model: &'a Model<B>,
+    config: FocusConfig,
+    prefix_len: usize,
+    control: Control,
+    /// The last token fed (the current candidate position of every chunk).
+    prev: u32,
+    state: State<B>,
+}
+
+impl<'a, B: Backend> FocusDecoder<'a, B> {
+    /// Condenses the memory chunks and runs the local forward; returns the decoder and the logits
+    /// of the input's last position.
+    pub(crate) fn prefill(
+        model: &'a Model<B>,
+        tokens: &[u32],
+        plan: &Plan,
+        config: &FocusConfig,
+        control: Control,
+    ) -> Result<(Self, Vec<f32>)> {
+        let chunks: Vec<&[u32]> = plan.chunks.iter().map(|r| &tokens[r.clone()]).collect();
+        let mode = config.decode;
+        let min_entropy_mode = mode == DecodeMode::MinEntropy;
+        let spec = CondenseSpec {
+            chunks,
+            query: &plan.query,
+            candidates: if min_entropy_mode { 0 } else { config.candidates_per_chunk },
+            keep_caches: mode.keeps_chunk_caches(),
+            logits: min_entropy_mode,
+            batch: config.chunk_batch,
+        };
+        let Condensed { candidates, chunk_caches, last_logits } = condense(model, &spec, &control)?;
+        if control.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let prefix_len = plan.local_prefix_len;
+        let (state, logits) = match mode {
+            DecodeMode::MinEntropy => {
+                let mut local = model.new_cache();
+                let own = model.forward_one(&plan.local_tokens, &mut local, LogitsFor::Last)?.data;
+                let mut all = last_logits;
+                all.push(own);
+                (State::MinEntropy { chunk_caches, local }, min_entropy(all))
+            }
+            DecodeMode::Exact => {
+                let (_, logits, _) = local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
+                (State::Exact { candidates, chunk_caches, local_tokens: plan.local_tokens.clone() }, logits)
+            }
+            DecodeMode::CachedLocal => {
+                let (local, logits, at) = local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
+                (State::CachedLocal { chunk_caches, local, candidates_at: at }, logits)
+            }
+            DecodeMode::FrozenMemory => {
+                let (local, logits, _) = local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
+                (State::Frozen { local }, logits)
+            }
+        };
+        let total = plan.chunks.len() + 1;
+        control.report(crate::generation::Progress::Prefill { done: total, total });
+        let prev = *tokens.last().expect("a planned input is not empty");
+        Ok((FocusDecoder { model, config: config.clone(), prefix_len, control, prev, state }, logits))
+    }
+}
+
+impl<B: Backend> Decoder for FocusDecoder<'_, B> {
+    fn step(&mut self, token: u32) -> Result<Vec<f32>> {
+        let model = self.model;
+        model.check_tokens(&[token])?;
+        let batch = self.config.chunk_batch;
+        let prev = std::mem::replace(&mut self.prev, token);
+        match &mut self.state {
+            State::Exact { candidates, chunk_caches, local_tokens } => {
+                *candidates = refresh_candidates(model, chunk_caches, prev, token, batch, &self.control)?;
+                local_tokens.push(token);
+                let (_, logits, _) = local_forward(model, candidates, local_tokens, self.prefix_len, self.config.order)?;
+                Ok(logits)
+            }
+            State::CachedLocal { chunk_caches, local, candidates_at } => {
+                let fresh = refresh_candidates(model, chunk_caches, prev, token, batch, &self.control)?;
+                let fresh = KvCache::concat(model.backend(), &fresh.iter().collect::<Vec<_>>())?;
+                local.overwrite(model.backend(), *candidates_at, &fresh)?;
+                Ok(model.forward_one(&[token], local, LogitsFor::Last)?.data)
+            }
+            State::Frozen { local } => Ok(model.forward_one(&[token], local, LogitsFor::Last)?.data),
+            State::MinEntropy { chunk_caches, local } => {
+                let tokens = [token];
+                let mut all = Vec::with_capacity(chunk_caches.len() + 1);
+                let mut caches: Vec<&mut KvCache<B>> = chunk_caches.iter_mut().chain(std::iter::once(local)).collect();
+                for group in caches.chunks_mut(batch) {
+                    if self.control.cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    let mut inputs: Vec<SeqInput<'_, B>> = group
+                        .iter_mut()
+                        .map(|cache| SeqInput { tokens: &tokens, cache: &mut **cache, candidates: 0, logits: LogitsFor::Last })
+                        .collect();
+                    all.extend(model.forward(&mut inputs)?.into_iter().map(|l| l.data));
+                }
+                Ok(min_entropy(all))
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The FocusLLM engine against the independent PyTorch reference (`scripts/focus_reference.py`) on
+//! the tiny LLaMA fixture, in every decode mode and both candidate orders, with copied and with
+//! adapter (different) candidate projections; plus the engine's structural properties.
+//!
+//! Tolerance: 1e-4 absolute on every logit (logits of order 1-5, both sides in f32).
+
+mod common;
+
+use common::{fixture_dir, load, max_abs_diff};
+use focusllm::focus::{self, CandidateOrder, DecodeMode, FocusConfig, Prefix};
+use focusllm::sampling::argmax;
+use focusllm::{Backend, Control, LogitsFor, SafetensorsWeights, SeqInput};
+
+const TOL: f32 = 1e-4;
+
+struct Run {
+    name: String,
+    adapter: bool,
+    order: CandidateOrder,
+    mode: DecodeMode,
+    greedy: Vec<u32>,
+    logits: Vec<Vec<f32>>,
+}
+
+struct Golden {
+    ids: Vec<u32>,
+    config: FocusConfig,
+    runs: Vec<Run>,
+}
+
+fn golden(name: &str) -> Golden {
+    let dir = fixture_dir("focus");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join(format!("{name}.safetensors"))).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let n = |k: &str| meta[k].as_u64().unwrap() as usize;
+    let config = FocusConfig {
+        local_window: n("local_window"),
+        chunk_size: n("chunk_size"),
+        query_len: Some(n("query_len")),
+        ..FocusConfig::default()
+    };
+    let runs = meta["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["name"].as_str().unwrap().to_string();
+            let t = tensors.tensor(&name).unwrap();
+            let vocab = t.shape()[1];
+            let data: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            Run {
+                adapter: r["weights"] == "adapter",
+                order: if r["order"] == "sink_first" { CandidateOrder::SinkFirst } else { CandidateOrder::CandidatesFirst },
+                mode: match r["mode"].as_str().unwrap() {
+                    "exact" => DecodeMode::Exact,
+                    "cached_local" => DecodeMode::CachedLocal,
+                    "frozen" => DecodeMode::FrozenMemory,
+                    "min_entropy" => DecodeMode::MinEntropy,
+                    other => panic!("unknown mode {other}"),
+                },
+                greedy: ids(&r["greedy"]),
+                logits: data.chunks(vocab).map(<[f32]>::to_vec).collect(),
+                name,
+            }
+        })
+        .collect();
+    Golden { ids: ids(&meta["ids"]), config, runs }
+}
+
+fn tiny_model(adapter: bool) -> focusllm::Pipeline<focusllm::cpu::CpuBackend> {
+    let mut p = load("tiny-llama");
+    if adapter {
+        let file = fixture_dir("focus").join("tiny-llama-adapter.safetensors");
+        let src = SafetensorsWeights::from_files(&file, &[file.clone()]).unwrap();
+        let n = p.model_mut().load_candidate_projections(&src).unwrap();
+        assert_eq!(n, 6 * p.model().config().num_layers);
+    }
+    p
+}
+
+/// Prefill and greedy decoding through the engine, each position checked against the reference.
+fn check_run(g: &Golden, run: &Run, chunk_batch: usize) {
+    let p = tiny_model(run.adapter);
+    let config = FocusConfig { decode: run.mode, order: run.order, chunk_batch, ..g.config.clone() };
+    let (mut decoder, mut logits) = focus::prefill(p.model(), &g.ids, &config, Control::default()).unwrap();
+    for step in 0..=run.greedy.len() {
+        let d = max_abs_diff(&logits, &run.logits[step]);
+        assert!(d < TOL, "{} (batch {chunk_batch}) step {step}: max |diff| {d}", run.name);
+        if step == run.greedy.len() {
+            break;
+        }
+        let t = argmax(&logits) as u32;
+        assert_eq!(t, run.greedy[step], "{} step {step}", run.name);
+        logits = decoder.step(t).unwrap();
+    }
+}
+
+#[test]
+fn matches_reference_in_every_mode() {
+    let g = golden("tiny-llama");
+    // 127 tokens, L = 16, S = 12: 10 memory chunks, the last one shorter; 3 chunks per batch.
+    assert_eq!(g.runs.len(), 7);
+    for run in &g.runs {
+        check_run(&g, run, 3);
+    }
+}
+
+#[test]
+fn chunk_batching_does_not_change_results() {
+    let g = golden("tiny-llama");
+    for run in g.runs.iter().filter(|r| r.mode == DecodeMode::Exact || r.mode == DecodeMode::MinEntropy) {
+        check_run(&g, run, 1);
+        check_run(&g, run, 16);
+    }
+}
+
+#[test]
+fn below_threshold_is_the_plain_forward() {
+    let p = tiny_model(true);
+    let g = golden("tiny-llama");
+    let ids = &g.ids[..40];
+    // Below the threshold (L + S = 28 < 40 here, so raise it) and inside the local window both run plain attention.
+    for config in [
+        FocusConfig { threshold: Some(41), ..g.config.clone() },
+        FocusConfig { local_window: 40, threshold: Some(10), ..g.config.clone() },
+    ] {
+        let (_, logits) = focus::prefill(p.model(), ids, &config, Control::default()).unwrap();
+        let mut cache = p.model().new_cache();
+        let plain = p.model().forward_one(ids, &mut cache, LogitsFor::Last).unwrap();
+        assert_eq!(logits, plain.data);
+    }
+    // At the threshold FocusLLM takes over and the result differs.
+    let config = FocusConfig { threshold: Some(40), ..g.config.clone() };
+    let (_, logits) = focus::prefill(p.model(), ids, &config, Control::default()).unwrap();
+    let mut cache = p.model().new_cache();
+    let plain = p.model().forward_one(ids, &mut cache, LogitsFor::Last).unwrap();
+    assert!(max_abs_diff(&logits, &plain.data) > 1e-3);
+}
+
+#[test]
+fn copied_candidate_kv_equals_ordinary_last_token_kv() {
+    let g = golden("tiny-llama");
+    let (chunk, query) = (&g.ids[..12], &g.ids[g.ids.len() - 6..]);
+    let tokens = [chunk, query].concat();
+    for adapter in [false, true] {
+        let p = tiny_model(adapter);
+        let (m, b) = (p.model(), p.model().backend());
+        let mut cand_cache = m.new_cache();
+        m.forward(&mut [SeqInput { tokens: &tokens, cache: &mut cand_cache, candidates: 1, logits: LogitsFor::None }]).unwrap();
+        let candidate = cand_cache.split_off_last(b, 1).unwrap();
+        let mut plain_cache = m.new_cache();
+        m.forward_one(&tokens, &mut plain_cache, LogitsFor::None).unwrap();
+        let last = plain_cache.split_off_last(b, 1).unwrap();
+        let mut worst = 0.0f32;
+        for l in 0..m.config().num_layers {
+            let (c, o) = (candidate.layer(l).unwrap(), last.layer(l).unwrap());
+            worst = worst.max(max_abs_diff(&b.to_host(&c.k).unwrap(), &b.to_host(&o.k).unwrap()));
+            worst = worst.max(max_abs_diff(&b.to_host(&c.v).unwrap(), &b.to_host(&o.v).unwrap()));
+        }
+        // The other tokens' raw keys/values never depend on the candidate projections.
+        for l in 0..m.config().num_layers {
+            let (c, o) = (cand_cache.layer(l).unwrap(), plain_cache.layer(l).unwrap());
+            assert_eq!(b.to_host(&c.k).unwrap(), b.to_host(&o.k).unwrap());
+        }
+        if adapter {
+            assert!(worst > 1e-2, "adapter projections must change the candidate's K/V ({worst})");
+        } else {
+            assert!(worst < 1e-6, "copied projections: candidate K/V differ by {worst}");
+        }
+    }
+}
+
+#[test]
+fn config_validation_and_cancellation() {
+    let p = tiny_model(false);
+    let g = golden("tiny-llama");
+    let bad = [
+        FocusConfig { chunk_size: 0, ..FocusConfig::default() },
+        FocusConfig { local_window: 8, query_len: Some(9), ..FocusConfig::default() },
+        FocusConfig { chunk_batch: 0, ..FocusConfig::default() },
+        FocusConfig { candidates_per_chunk: 2, ..FocusConfig::default() },
+    ];
+    for config in bad {
+        assert!(matches!(focus::prefill(p.model(), &g.ids, &config, Control::default()), Err(focusllm::Error::InvalidOption { .. })), "{config:?}");
+    }
+    let cancel = focusllm::CancelToken::new();
+    cancel.cancel();
+    let control = Control { cancel: Some(cancel), progress: None };
+    assert!(matches!(focus::prefill(p.model(), &g.ids, &g.config, control), Err(focusllm::Error::Cancelled)));
+    let oov = [g.ids.clone(), vec![100_000]].concat();
+    assert!(matches!(focus::prefill(p.model(), &oov, &g.config, Control::default()), Err(focusllm::Error::TokenOutOfRange { .. })));
+    assert_eq!(Prefix::default(), Prefix::Auto);
+}
+
+#[test]
+fn progress_reports_every_chunk_batch() {
+    let p = tiny_model(false);
+    let g = golden("tiny-llama");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let control = Control { cancel: None, progress: Some(focusllm::ProgressCallback::new(move |pr| sink.lock().unwrap().push(pr))) };
+    let config = FocusConfig { chunk_batch: 4, ..g.config.clone() };
+    focus::prefill(p.model(), &g.ids, &config, control).unwrap();
+    let seen = seen.lock().unwrap();
+    // 10 chunks in batches of 4 -> 3 reports, then the local forward: total 11 steps.
+    let done: Vec<usize> = seen.iter().map(|p| match p { focusllm::Progress::Prefill { done, total: 11 } => *done, other => panic!("{other:?}") }).collect();
+    assert_eq!(done, vec![4, 8, 10, 11]);
+}

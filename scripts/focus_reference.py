@@ -322,7 +322,7 @@ def smollm2(gguf_path):
     ref = Reference(hf)
     filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
     needle = "The pass key is 68341. Remember it. 68341 is the pass key. "
-    body = filler * 150
+    body = filler * 250
     cut = len(body) * 2 // 5
     text = body[:cut] + needle + body[cut:] + "What is the pass key? The pass key is"
     ids = tok(text, add_special_tokens=True)["input_ids"]

@@ -141,3 +141,8 @@ impl Llm {
         self.inner.tokenizer()
     }
 }
+
+/// The README's examples, compiled as doc-tests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

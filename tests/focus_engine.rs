@@ -6,68 +6,12 @@
 
 mod common;
 
+use common::focus_golden::{golden, Golden, Run};
 use common::{fixture_dir, load, max_abs_diff};
-use focusllm::focus::{self, CandidateOrder, DecodeMode, FocusConfig, Prefix};
-use focusllm::sampling::argmax;
+use focusllm::focus::{self, DecodeMode, FocusConfig, Prefix};
 use focusllm::{Backend, Control, LogitsFor, SafetensorsWeights, SeqInput};
 
 const TOL: f32 = 1e-4;
-
-struct Run {
-    name: String,
-    adapter: bool,
-    order: CandidateOrder,
-    mode: DecodeMode,
-    greedy: Vec<u32>,
-    logits: Vec<Vec<f32>>,
-}
-
-struct Golden {
-    ids: Vec<u32>,
-    config: FocusConfig,
-    runs: Vec<Run>,
-}
-
-fn golden(name: &str) -> Golden {
-    let dir = fixture_dir("focus");
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join(format!("{name}.safetensors"))).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
-    let n = |k: &str| meta[k].as_u64().unwrap() as usize;
-    let config = FocusConfig {
-        local_window: n("local_window"),
-        chunk_size: n("chunk_size"),
-        query_len: Some(n("query_len")),
-        ..FocusConfig::default()
-    };
-    let runs = meta["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let name = r["name"].as_str().unwrap().to_string();
-            let t = tensors.tensor(&name).unwrap();
-            let vocab = t.shape()[1];
-            let data: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            Run {
-                adapter: r["weights"] == "adapter",
-                order: if r["order"] == "sink_first" { CandidateOrder::SinkFirst } else { CandidateOrder::CandidatesFirst },
-                mode: match r["mode"].as_str().unwrap() {
-                    "exact" => DecodeMode::Exact,
-                    "cached_local" => DecodeMode::CachedLocal,
-                    "frozen" => DecodeMode::FrozenMemory,
-                    "min_entropy" => DecodeMode::MinEntropy,
-                    other => panic!("unknown mode {other}"),
-                },
-                greedy: ids(&r["greedy"]),
-                logits: data.chunks(vocab).map(<[f32]>::to_vec).collect(),
-                name,
-            }
-        })
-        .collect();
-    Golden { ids: ids(&meta["ids"]), config, runs }
-}
 
 fn tiny_model(adapter: bool) -> focusllm::Pipeline<focusllm::cpu::CpuBackend> {
     let mut p = load("tiny-llama");
@@ -80,21 +24,10 @@ fn tiny_model(adapter: bool) -> focusllm::Pipeline<focusllm::cpu::CpuBackend> {
     p
 }
 
-/// Prefill and greedy decoding through the engine, each position checked against the reference.
+/// One golden run on the tiny model (with the adapter where the run used it).
 fn check_run(g: &Golden, run: &Run, chunk_batch: usize) {
     let p = tiny_model(run.adapter);
-    let config = FocusConfig { decode: run.mode, order: run.order, chunk_batch, ..g.config.clone() };
-    let (mut decoder, mut logits) = focus::prefill(p.model(), &g.ids, &config, Control::default()).unwrap();
-    for step in 0..=run.greedy.len() {
-        let d = max_abs_diff(&logits, &run.logits[step]);
-        assert!(d < TOL, "{} (batch {chunk_batch}) step {step}: max |diff| {d}", run.name);
-        if step == run.greedy.len() {
-            break;
-        }
-        let t = argmax(&logits) as u32;
-        assert_eq!(t, run.greedy[step], "{} step {step}", run.name);
-        logits = decoder.step(t).unwrap();
-    }
+    common::focus_golden::check_run(p.model(), g, run, chunk_batch, TOL);
 }
 
 #[test]

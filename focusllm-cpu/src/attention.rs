@@ -1,45 +1,102 @@
 //! Causal scaled dot-product attention over a packed batch of sequences, with GQA.
+//!
+//! Work is split into (sequence, head, block of query rows) tasks; each computes its scores
+//! `Q K^T` and output `P V` with `gemm` straight from the packed tensors (strided, no copies), so
+//! long prefills run at matrix-product speed and a single decoded token still uses every thread.
 
 use focusllm_core::{AttentionSeq, HeadLayout};
+use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::tensor::{axpy, dot, CpuTensor};
+use crate::tensor::CpuTensor;
 
-/// See [`focusllm_core::Backend::attention`]. Work is split over (query row, head) pairs, so even a
-/// single decoded token uses every thread.
+/// Query rows per task: bounds the score buffer to `BLOCK * kv_len` floats.
+const BLOCK: usize = 128;
+
+/// A raw pointer that may cross threads; every task writes a disjoint set of output elements.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Taking `self` whole makes closures capture the wrapper, not the bare pointer.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+struct Task {
+    seq: usize,
+    head: usize,
+    /// Query rows `start..end` within the sequence.
+    start: usize,
+    end: usize,
+}
+
+/// See [`focusllm_core::Backend::attention`].
 pub(crate) fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, seqs: &[AttentionSeq], h: HeadLayout) -> CpuTensor {
     let (nh, hd) = (h.num_heads, h.head_dim);
     let group = nh / h.num_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    // Which sequence each packed query row belongs to.
-    let mut row_seq = vec![0usize; q.rows];
+    let (q_stride, kv_stride) = (q.cols, k.cols);
+    let mut out = vec![0.0f32; q.rows * q.cols];
+    let out_ptr = OutPtr(out.as_mut_ptr());
+
+    let mut tasks = Vec::new();
     for (s, seq) in seqs.iter().enumerate() {
-        row_seq[seq.q_start..seq.q_start + seq.q_len].iter_mut().for_each(|x| *x = s);
+        for head in 0..nh {
+            for start in (0..seq.q_len).step_by(BLOCK) {
+                tasks.push(Task { seq: s, head, start, end: (start + BLOCK).min(seq.q_len) });
+            }
+        }
     }
-    let mut out = vec![0.0f32; q.rows * nh * hd];
-    out.par_chunks_mut(hd).enumerate().for_each_init(Vec::new, |scores: &mut Vec<f32>, (idx, o)| {
-        let (r, head) = (idx / nh, idx % nh);
-        let seq = &seqs[row_seq[r]];
-        let i = r - seq.q_start;
-        let visible = seq.kv_len - seq.q_len + i + 1;
-        let kv_off = (head / group) * hd;
-        let qv = &q.row(r)[head * hd..(head + 1) * hd];
+    tasks.par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, t| {
+        let seq = &seqs[t.seq];
+        let rows = t.end - t.start;
+        let offset = seq.kv_len - seq.q_len; // query row i sits at key position offset + i
+        let keys = offset + t.end; // keys visible to the block's last row
+        let kv_col = (t.head / group) * hd;
         scores.clear();
-        let mut max = f32::NEG_INFINITY;
-        for j in 0..visible {
-            let kv = &k.row(seq.kv_start + j)[kv_off..kv_off + hd];
-            let s = dot(qv, kv) * scale;
-            max = max.max(s);
-            scores.push(s);
+        scores.resize(rows * keys, 0.0);
+        let q_base = q.data[(seq.q_start + t.start) * q_stride + t.head * hd..].as_ptr();
+        let k_base = k.data[seq.kv_start * kv_stride + kv_col..].as_ptr();
+        let v_base = v.data[seq.kv_start * kv_stride + kv_col..].as_ptr();
+        // SAFETY: all strides stay inside the packed tensors (the backend checked every sequence's
+        // rows against the tensors' sizes); scores is rows x keys, row-major.
+        unsafe {
+            // scores[i, j] = scale * q[i] . k[j]
+            gemm::gemm(
+                rows, keys, hd,
+                scores.as_mut_ptr(), 1, keys as isize, false,
+                q_base, 1, q_stride as isize,
+                k_base, kv_stride as isize, 1,
+                0.0, scale, false, false, false, Parallelism::None,
+            );
         }
-        let mut total = 0.0f32;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            total += *s;
+        for i in 0..rows {
+            let visible = offset + t.start + i + 1;
+            let row = &mut scores[i * keys..(i + 1) * keys];
+            let max = row[..visible].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0.0f32;
+            for x in row[..visible].iter_mut() {
+                *x = (*x - max).exp();
+                total += *x;
+            }
+            let inv = 1.0 / total;
+            row[..visible].iter_mut().for_each(|x| *x *= inv);
+            row[visible..].iter_mut().for_each(|x| *x = 0.0);
         }
-        let inv = 1.0 / total;
-        for (j, &p) in scores.iter().enumerate() {
-            axpy(o, p * inv, &v.row(seq.kv_start + j)[kv_off..kv_off + hd]);
+        let dst = unsafe { out_ptr.get().add((seq.q_start + t.start) * q_stride + t.head * hd) };
+        // SAFETY: this task alone writes rows start..end of this sequence, columns of this head.
+        unsafe {
+            gemm::gemm(
+                rows, hd, keys,
+                dst, 1, q_stride as isize, false,
+                scores.as_ptr(), 1, keys as isize,
+                v_base, 1, kv_stride as isize,
+                0.0, 1.0, false, false, false, Parallelism::None,
+            );
         }
     });
     CpuTensor::new(out, q.rows, nh * hd)

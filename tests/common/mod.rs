@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fixture paths, golden files, a CPU backend.
 #![allow(dead_code)]
 
+pub mod focus_golden;
+
 use std::path::{Path, PathBuf};
 
 use focusllm::cpu::{CpuBackend, CpuOptions};

@@ -1,0 +1,80 @@
+//! Ask a question about a document: the document and the question go into the model's chat
+//! template, the answer streams to stdout, progress and speed to stderr. Documents at or past the
+//! FocusLLM threshold are read with FocusLLM automatically (`--plain` turns it off).
+//!
+//! cargo run --release --example ask -- [--model PATH] [--device cpu|wgpu|cuda] [--mode cached-local]
+//!     [--max-tokens N] [--local N] [--chunk N] [--query N] --file DOC.txt "question"
+
+mod common;
+
+use std::io::Write;
+use std::time::Instant;
+
+use common::{chat_prompt, fail, Args};
+use focusllm::{DecodeMode, GenerateOptions, Llm, Progress, ProgressCallback};
+
+const USAGE: &str = "usage: ask [--model PATH] [--device cpu|wgpu|cuda] [--threads N] [--mode exact|cached-local|frozen|min-entropy]
+           [--plain] [--max-tokens N] [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N]
+           [--order candidates-first|sink-first] [--prefix auto|none|header] --file DOC.txt \"question\"";
+
+fn main() {
+    let args = Args::parse(USAGE, &["plain"]);
+    let Some(file) = args.get("file") else { fail(USAGE, "--file is required") };
+    let question = args.positional.join(" ");
+    if question.trim().is_empty() {
+        fail(USAGE, "the question is missing");
+    }
+    let document = std::fs::read_to_string(file).unwrap_or_else(|e| fail("", &format!("cannot read {file}: {e}")));
+    let model_path = args.model();
+    let llm = Llm::load(&model_path, args.device()).unwrap_or_else(|e| fail("", &e.to_string()));
+
+    let user = format!("{document}\n\n{question}");
+    let (text, header_len) = match chat_prompt(&model_path, &user, "") {
+        Some((header, rest)) => {
+            let n = llm.tokenizer().encode(&header).map(|t| t.len()).unwrap_or(0);
+            (format!("{header}{rest}"), n)
+        }
+        None => (format!("{user}\nAnswer:"), 0),
+    };
+    let ids = llm.tokenizer().encode(&text).unwrap_or_else(|e| fail("", &e.to_string()));
+    let mode = DecodeMode::parse(args.get("mode").unwrap_or("cached-local")).unwrap_or_else(|e| fail(USAGE, &e.to_string()));
+    let focus = (!args.has("plain")).then(|| args.focus(mode, header_len));
+    let window = llm.config().max_position_embeddings;
+    match &focus {
+        Some(f) if ids.len() >= f.threshold() => {
+            eprintln!("{} tokens: reading with FocusLLM ({} decoding, {} memory chunks)", ids.len(), mode.name(),
+                (ids.len() - f.local_window).div_ceil(f.chunk_size));
+        }
+        None if ids.len() > window => {
+            fail("", &format!("the prompt has {} tokens, more than the model's window of {window}; drop --plain to read it with FocusLLM", ids.len()));
+        }
+        _ => eprintln!("{} tokens: plain attention", ids.len()),
+    }
+
+    let progress = ProgressCallback::new(|p| match p {
+        Progress::Prefill { done, total } => eprint!("\rprefill {done}/{total}"),
+        Progress::Generated { .. } => {}
+    });
+    let options = GenerateOptions { max_tokens: args.num("max-tokens", 256), focus, progress: Some(progress), ..Default::default() };
+    let start = Instant::now();
+    let mut stream = llm.generate_ids(&ids, &options).unwrap_or_else(|e| fail("", &e.to_string()));
+    let mut first: Option<Instant> = None;
+    let mut n = 0usize;
+    let stdout = std::io::stdout();
+    for tok in stream.by_ref() {
+        let tok = tok.unwrap_or_else(|e| fail("", &e.to_string()));
+        if first.is_none() {
+            first = Some(Instant::now());
+            eprintln!("\rprefill {:.1} s", start.elapsed().as_secs_f64());
+        }
+        n += 1;
+        let mut out = stdout.lock();
+        let _ = out.write_all(tok.text.as_bytes());
+        let _ = out.flush();
+    }
+    println!();
+    if let Some(t) = first {
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!("{n} tokens, {:.2} tokens/s after the first ({:?})", (n.saturating_sub(1)) as f64 / secs.max(1e-9), stream.finish_reason());
+    }
+}

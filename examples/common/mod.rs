@@ -1,0 +1,147 @@
+//! Helpers shared by the examples: a small flag parser, model and device selection, memory readings.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use focusllm::{CandidateOrder, DecodeMode, Device, FocusConfig, Prefix};
+
+/// Command-line flags: `--name value` pairs, `--switch` booleans and positional arguments.
+pub struct Args {
+    values: HashMap<String, String>,
+    switches: Vec<String>,
+    pub positional: Vec<String>,
+}
+
+impl Args {
+    /// Parses `std::env::args`; `switches` lists the flags that take no value.
+    pub fn parse(usage: &str, switches: &[&str]) -> Args {
+        let mut values = HashMap::new();
+        let mut found = Vec::new();
+        let mut positional = Vec::new();
+        let mut it = std::env::args().skip(1);
+        while let Some(a) = it.next() {
+            if a == "--help" || a == "-h" {
+                println!("{usage}");
+                std::process::exit(0);
+            }
+            if let Some(name) = a.strip_prefix("--") {
+                if switches.contains(&name) {
+                    found.push(name.to_string());
+                } else if let Some(v) = it.next() {
+                    values.insert(name.to_string(), v);
+                } else {
+                    fail(usage, &format!("--{name} needs a value"));
+                }
+            } else {
+                positional.push(a);
+            }
+        }
+        Args { values, switches: found, positional }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.switches.iter().any(|s| s == name)
+    }
+
+    /// A parsed value, or `default` when the flag is absent; exits with a message when malformed.
+    pub fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        match self.get(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| fail("", &format!("--{name}: cannot parse {v:?}"))),
+        }
+    }
+
+    /// A comma-separated list.
+    pub fn list(&self, name: &str, default: &str) -> Vec<String> {
+        self.get(name).unwrap_or(default).split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    }
+
+    /// The model: `--model PATH` (GGUF file or Hugging Face directory), else the default model,
+    /// fetched into the cache if missing.
+    pub fn model(&self) -> PathBuf {
+        match self.get("model") {
+            Some(p) => PathBuf::from(p),
+            None => focusllm::default_model::path().unwrap_or_else(|e| fail("", &e.to_string())),
+        }
+    }
+
+    /// `--device cpu|wgpu[:N]|cuda[:N]` and `--threads N`.
+    pub fn device(&self) -> Device {
+        let device = Device::parse(self.get("device").unwrap_or("cpu")).unwrap_or_else(|e| fail("", &e.to_string()));
+        match device {
+            Device::Cpu { .. } => Device::Cpu { threads: self.get("threads").map(|_| self.num("threads", 1)) },
+            other => other,
+        }
+    }
+
+    /// The FocusLLM flags: `--local`, `--chunk`, `--query`, `--threshold`, `--chunk-batch`,
+    /// `--order candidates-first|sink-first`, `--prefix auto|none|header` (header = `header_len`
+    /// tokens of the prompt), and the decode mode given.
+    pub fn focus(&self, mode: DecodeMode, header_len: usize) -> FocusConfig {
+        let d = FocusConfig::default();
+        FocusConfig {
+            local_window: self.num("local", d.local_window),
+            chunk_size: self.num("chunk", d.chunk_size),
+            query_len: self.get("query").map(|_| self.num("query", 0)),
+            threshold: self.get("threshold").map(|_| self.num("threshold", 0)),
+            chunk_batch: self.num("chunk-batch", d.chunk_batch),
+            decode: mode,
+            order: match self.get("order").unwrap_or("candidates-first") {
+                "candidates-first" => CandidateOrder::CandidatesFirst,
+                "sink-first" => CandidateOrder::SinkFirst,
+                other => fail("", &format!("--order: unknown {other:?} (candidates-first, sink-first)")),
+            },
+            prefix: match self.get("prefix").unwrap_or("auto") {
+                "auto" => Prefix::Auto,
+                "none" => Prefix::None,
+                "header" => Prefix::PromptHead(header_len),
+                other => fail("", &format!("--prefix: unknown {other:?} (auto, none, header)")),
+            },
+            ..d
+        }
+    }
+}
+
+/// Prints an error (and the usage, if given) and exits.
+pub fn fail(usage: &str, message: &str) -> ! {
+    eprintln!("error: {message}");
+    if !usage.is_empty() {
+        eprintln!("\n{usage}");
+    }
+    std::process::exit(2)
+}
+
+/// Peak resident memory of this process in MiB (Linux; 0 elsewhere).
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resets the peak-memory counter so the next reading covers only what follows (Linux).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Renders a chat with the model's template when it has one: returns the prompt text and the
+/// length in characters of its header (everything before the first user content).
+pub fn chat_prompt(model: &std::path::Path, user: &str, assistant_prefix: &str) -> Option<(String, String)> {
+    if !model.is_file() {
+        return None;
+    }
+    let file = focusllm::gguf::GgufFile::open(model).ok()?;
+    let template = file.chat_template()?.ok()?;
+    let marker = "\u{0}FOCUSLLM-USER\u{0}";
+    let messages = [focusllm::gguf::ChatMessage::new("user", marker)];
+    let rendered = template.render(&messages, true).ok()?;
+    let (header, rest) = rendered.split_once(marker)?;
+    Some((header.to_string(), format!("{user}{rest}{assistant_prefix}")))
+}

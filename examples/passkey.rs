@@ -1,0 +1,159 @@
+//! The passkey retrieval test, the project's main job: hide a 5-digit pass key at a chosen depth of
+//! a long repetitive text and ask the model for it, with plain attention and with FocusLLM in each
+//! decode mode. Prints an accuracy table (length x depth) with prefill time and peak memory.
+//!
+//! cargo run --release --example passkey -- [--lengths 2k,8k,16k] [--depths 0.2,0.5,0.8] [--seeds 1]
+//!     [--modes plain,focus-cached] [--local 2048] [--chunk 2048] [--query 512] [--chunk-batch 4]
+//!     [--order candidates-first|sink-first] [--prefix auto|none|header] [--no-chat]
+//!     [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--verbose]
+
+mod common;
+
+use std::time::Instant;
+
+use common::{chat_prompt, fail, peak_rss_mib, reset_peak_rss, Args};
+use focusllm::{DecodeMode, GenerateOptions, Llm};
+
+const USAGE: &str = "usage: passkey [--lengths 2k,4k] [--depths 0.1,0.5,0.9] [--seeds N] [--modes plain,focus-exact,focus-cached,focus-frozen,focus-entropy]
+               [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N] [--order candidates-first|sink-first]
+               [--prefix auto|none|header] [--no-chat] [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--verbose]";
+
+const FILLER: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
+
+/// A mode of the table: plain attention or FocusLLM with a decode mode.
+#[derive(Clone, Copy)]
+enum Mode {
+    Plain,
+    Focus(DecodeMode),
+}
+
+impl Mode {
+    fn parse(s: &str) -> Mode {
+        match s {
+            "plain" => Mode::Plain,
+            other => match other.strip_prefix("focus-").map(DecodeMode::parse) {
+                Some(Ok(m)) => Mode::Focus(m),
+                _ => fail(USAGE, &format!("unknown mode {other:?}")),
+            },
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Mode::Plain => "plain".into(),
+            Mode::Focus(m) => format!("focus-{}", m.name()),
+        }
+    }
+}
+
+fn parse_len(s: &str) -> usize {
+    let lower = s.to_ascii_lowercase();
+    let parsed = match lower.strip_suffix('k') {
+        Some(n) => n.parse::<usize>().map(|n| n * 1024),
+        None => lower.parse::<usize>(),
+    };
+    parsed.unwrap_or_else(|_| fail(USAGE, &format!("bad length {s:?}")))
+}
+
+/// A 5-digit pass key derived from the seed (deterministic, spread over 10000..99999).
+fn pass_key(seed: u64, length: usize, depth: f64) -> u32 {
+    let mut x = seed ^ (length as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (depth * 1000.0) as u64;
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    10_000 + ((x ^ (x >> 31)) % 90_000) as u32
+}
+
+/// Token ids of a passkey prompt of about `length` tokens, and the length of its chat header.
+fn build_prompt(llm: &Llm, model: &std::path::Path, chat: bool, length: usize, depth: f64, key: u32) -> (Vec<u32>, usize) {
+    let tok = llm.tokenizer();
+    let needle = format!("The pass key is {key}. Remember it. {key} is the pass key. ");
+    let question = "What is the pass key?";
+    let count = |s: &str| tok.encode_with(s, false).map(|t| t.len()).unwrap_or_else(|e| fail("", &e.to_string()));
+    let per_filler = count(&FILLER.repeat(8)) as f64 / 8.0;
+    let overhead = count(&needle) + count(question) + 64;
+    let reps = ((length.saturating_sub(overhead)) as f64 / per_filler).floor() as usize;
+    let at = ((reps as f64) * depth).round() as usize;
+    let body = format!("{}{needle}{}", FILLER.repeat(at), FILLER.repeat(reps - at));
+    let templated = if chat { chat_prompt(model, &format!("{body}{question}"), "The pass key is") } else { None };
+    let (text, header_len) = match templated {
+        Some((header, rest)) => {
+            let header_len = tok.encode(&header).map(|t| t.len()).unwrap_or(0);
+            (format!("{header}{rest}"), header_len)
+        }
+        None => (format!("{body}{question} The pass key is"), 0),
+    };
+    (tok.encode(&text).unwrap_or_else(|e| fail("", &e.to_string())), header_len)
+}
+
+struct Cell {
+    correct: usize,
+    total: usize,
+}
+
+fn main() {
+    let args = Args::parse(USAGE, &["no-chat", "verbose"]);
+    let lengths: Vec<usize> = args.list("lengths", "2k,4k").iter().map(|s| parse_len(s)).collect();
+    let depths: Vec<f64> = args
+        .list("depths", "0.2,0.5,0.8")
+        .iter()
+        .map(|d| d.parse().unwrap_or_else(|_| fail(USAGE, &format!("bad depth {d:?}"))))
+        .collect();
+    let seeds: u64 = args.num("seeds", 1);
+    let modes: Vec<Mode> = args.list("modes", "plain,focus-cached").iter().map(|m| Mode::parse(m)).collect();
+    let model_path = args.model();
+    let chat = !args.has("no-chat");
+    let verbose = args.has("verbose");
+
+    let llm = Llm::load(&model_path, args.device()).unwrap_or_else(|e| fail("", &e.to_string()));
+    eprintln!(
+        "model {} ({} layers, window {}), device {:?}",
+        model_path.display(),
+        llm.config().num_layers,
+        llm.config().max_position_embeddings,
+        args.device()
+    );
+
+    println!("| mode | tokens | {} | prefill s (mean) | peak RSS MiB |", depths.iter().map(|d| format!("depth {d}")).collect::<Vec<_>>().join(" | "));
+    println!("|---|---|{}---|---|", "---|".repeat(depths.len()));
+    for &mode in &modes {
+        for &length in &lengths {
+            let mut cells: Vec<Cell> = depths.iter().map(|_| Cell { correct: 0, total: 0 }).collect();
+            let mut prefill_secs = Vec::new();
+            let mut actual_len = 0;
+            reset_peak_rss();
+            for (di, &depth) in depths.iter().enumerate() {
+                for seed in 0..seeds {
+                    let key = pass_key(seed, length, depth);
+                    let (ids, header_len) = build_prompt(&llm, &model_path, chat, length, depth, key);
+                    actual_len = ids.len();
+                    let focus = match mode {
+                        Mode::Plain => None,
+                        Mode::Focus(m) => Some(args.focus(m, header_len)),
+                    };
+                    let options = GenerateOptions { max_tokens: 8, focus, ..Default::default() };
+                    let start = Instant::now();
+                    let mut stream = llm.generate_ids(&ids, &options).unwrap_or_else(|e| fail("", &e.to_string()));
+                    let mut answer = String::new();
+                    let mut first = true;
+                    for tok in stream.by_ref() {
+                        let tok = tok.unwrap_or_else(|e| fail("", &e.to_string()));
+                        if first {
+                            prefill_secs.push(start.elapsed().as_secs_f64());
+                            first = false;
+                        }
+                        answer.push_str(&tok.text);
+                    }
+                    let ok = answer.contains(&key.to_string());
+                    cells[di].total += 1;
+                    cells[di].correct += ok as usize;
+                    if verbose {
+                        eprintln!("{} {} tokens depth {depth} key {key}: {:?} {}", mode.name(), ids.len(), answer, if ok { "ok" } else { "WRONG" });
+                    }
+                }
+            }
+            let mean = prefill_secs.iter().sum::<f64>() / prefill_secs.len().max(1) as f64;
+            let row: Vec<String> = cells.iter().map(|c| format!("{}/{}", c.correct, c.total)).collect();
+            println!("| {} | {} | {} | {:.1} | {:.0} |", mode.name(), actual_len, row.join(" | "), mean, peak_rss_mib());
+        }
+    }
+}

@@ -3,8 +3,8 @@
 //! input, local window = chunk size = 1024, query 256 (5 memory chunks), the logits after prefill and
 //! after each of 5 greedy tokens of exact decoding.
 //!
-//! Tolerance: 5e-3 absolute on logits of magnitude ~10-25 (both sides f32 over the same dequantised
-//! weights; the difference is summation order through 30 layers).
+//! Tolerance: 1e-3 absolute on logits of magnitude ~10-25 (both sides f32 over the same dequantised
+//! weights; the difference is summation order through 30 layers; measured 1.5e-4).
 
 mod common;
 
@@ -17,6 +17,6 @@ fn smollm2_exact_decoding_matches_reference() {
     let pipeline = focusllm::Pipeline::load(&path, cpu()).unwrap();
     let g = golden("smollm2");
     assert!(g.ids.len() > 5000, "the golden input has {} tokens", g.ids.len());
-    let worst = check_run(pipeline.model(), &g, &g.runs[0], 4, 5e-3);
+    let worst = check_run(pipeline.model(), &g, &g.runs[0], 4, 1e-3);
     eprintln!("smollm2 focus exact: max |logit diff| vs reference {worst:.2e}");
 }

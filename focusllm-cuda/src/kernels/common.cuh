@@ -1,0 +1,65 @@
+// Shared by every kernel file (prepended to each source before NVRTC compiles it, so no include
+// path or CUDA header is needed: the crate builds and its kernels compile with NVRTC alone).
+//
+// Half-precision values travel as raw 16-bit patterns (`u16`); conversions are written here with
+// the PTX instructions cuda_fp16.h itself uses, so the source does not depend on that header.
+
+typedef unsigned short u16;
+typedef unsigned int u32;
+
+#define NEG_INF (__int_as_float(0xff800000))
+
+// IEEE half -> f32 (exact).
+__device__ __forceinline__ float f16_to_f32(u16 x) {
+    float f;
+    asm("{ cvt.f32.f16 %0, %1; }" : "=f"(f) : "h"(x));
+    return f;
+}
+
+// f32 -> IEEE half, round to nearest even.
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 h;
+    asm("{ cvt.rn.f16.f32 %0, %1; }" : "=h"(h) : "f"(f));
+    return h;
+}
+
+// bfloat16 -> f32 (exact).
+__device__ __forceinline__ float bf16_to_f32(u16 x) {
+    return __uint_as_float(((u32)x) << 16);
+}
+
+// f32 -> bfloat16, round to nearest even (finite inputs; NaN stays NaN).
+__device__ __forceinline__ u16 f32_to_bf16(float f) {
+    u32 u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        return (u16)((u >> 16) | 0x40u);
+    }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (u16)(u >> 16);
+}
+
+// Weight element readers, one per storage type, so templates can take the type as a tag.
+struct WF32 {
+    typedef float T;
+    static __device__ __forceinline__ float load(const float* p, long long i) { return p[i]; }
+};
+struct WF16 {
+    typedef u16 T;
+    static __device__ __forceinline__ float load(const u16* p, long long i) { return f16_to_f32(p[i]); }
+};
+struct WBF16 {
+    typedef u16 T;
+    static __device__ __forceinline__ float load(const u16* p, long long i) { return bf16_to_f32(p[i]); }
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}

@@ -1,0 +1,98 @@
+// Row-wise and elementwise operations on f32 activations: embedding, RMSNorm, RoPE, SwiGLU,
+// residual add, row scatter. Grids are 1-D or 2-D; every kernel checks its own bounds.
+
+// out[r, c] = table[ids[r], c], converted to f32. Grid: (rows, ceil(cols/256)).
+template <typename W>
+__device__ void embedding_impl(float* out, const typename W::T* table, const u32* ids, int rows, int cols) {
+    int r = blockIdx.x;
+    int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (r >= rows || c >= cols) return;
+    long long src = (long long)ids[r] * cols + c;
+    out[(long long)r * cols + c] = W::load(table, src);
+}
+
+extern "C" __global__ void embedding_f32(float* out, const float* table, const u32* ids, int rows, int cols) {
+    embedding_impl<WF32>(out, table, ids, rows, cols);
+}
+extern "C" __global__ void embedding_f16(float* out, const u16* table, const u32* ids, int rows, int cols) {
+    embedding_impl<WF16>(out, table, ids, rows, cols);
+}
+extern "C" __global__ void embedding_bf16(float* out, const u16* table, const u32* ids, int rows, int cols) {
+    embedding_impl<WBF16>(out, table, ids, rows, cols);
+}
+
+// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight. One block of 256 threads per row.
+extern "C" __global__ void rms_norm(float* out, const float* x, const float* weight, int rows, int cols, float eps) {
+    __shared__ float partial[32];
+    int r = blockIdx.x;
+    if (r >= rows) return;
+    const float* xr = x + (long long)r * cols;
+    float* outr = out + (long long)r * cols;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float v = xr[c];
+        ss = fmaf(v, v, ss);
+    }
+    ss = warp_sum(ss);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) partial[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        int nwarps = (blockDim.x + 31) >> 5;
+        float v = lane < nwarps ? partial[lane] : 0.0f;
+        v = warp_sum(v);
+        if (lane == 0) partial[0] = v;
+    }
+    __syncthreads();
+    float inv = rsqrtf(partial[0] / (float)cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        outr[c] = weight[c] * (xr[c] * inv);
+    }
+}
+
+// Half-split rotary embedding ("rotate_half"): in every head, element i pairs with i + half.
+// Row r sits at positions[r]; the angle is f32(position) * inv_freq[i], rounded to f32 as
+// transformers computes it. One thread per (row, head, i < half).
+extern "C" __global__ void rope(float* out, const float* x, const u32* positions, const float* inv_freq,
+                                int rows, int cols, int head_dim) {
+    int half = head_dim >> 1;
+    int heads = cols / head_dim;
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long total = (long long)rows * heads * half;
+    if (idx >= total) return;
+    int i = (int)(idx % half);
+    long long rh = idx / half;
+    int h = (int)(rh % heads);
+    int r = (int)(rh / heads);
+    float angle = (float)positions[r] * inv_freq[i];
+    float s, c;
+    sincosf(angle, &s, &c);
+    long long base = (long long)r * cols + (long long)h * head_dim;
+    float x1 = x[base + i];
+    float x2 = x[base + i + half];
+    out[base + i] = x1 * c - x2 * s;
+    out[base + i + half] = x2 * c + x1 * s;
+}
+
+// out = silu(gate) * up.
+extern "C" __global__ void swiglu(float* out, const float* gate, const float* up, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float g = gate[i];
+    out[i] = g / (1.0f + expf(-g)) * up[i];
+}
+
+// out = a + b.
+extern "C" __global__ void add(float* out, const float* a, const float* b, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    out[i] = a[i] + b[i];
+}
+
+// dst[rows[i], c] = src[i, c]. Grid: (n, ceil(cols/256)).
+extern "C" __global__ void scatter_rows(float* dst, const float* src, const u32* rows, int n, int cols) {
+    int i = blockIdx.x;
+    int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (i >= n || c >= cols) return;
+    dst[(long long)rows[i] * cols + c] = src[(long long)i * cols + c];
+}

@@ -1,0 +1,114 @@
+//! Row copies: gather (concatenation), scatter (overwrite), append (amortised growth).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use focusllm_core::{Result, RowSlice};
+
+use crate::error::check;
+use crate::launch::{blocks, config, launch, THREADS};
+use crate::tensor::CudaTensor;
+use crate::CudaBackend;
+
+/// Smallest capacity, in rows, a growing tensor gets.
+const MIN_CAPACITY_ROWS: usize = 16;
+
+/// Capacity after growing a tensor of `capacity` rows to hold `needed`: at least double.
+pub(crate) fn grown_capacity(capacity: usize, needed: usize) -> usize {
+    needed.max(capacity.saturating_mul(2)).max(MIN_CAPACITY_ROWS)
+}
+
+impl CudaBackend {
+    pub(crate) fn op_gather_rows(&self, parts: &[RowSlice<'_, CudaTensor>]) -> Result<CudaTensor> {
+        let cols = parts.first().map_or(0, |p| p.tensor.cols);
+        for p in parts {
+            check(p.tensor.cols == cols && p.rows.start <= p.rows.end && p.rows.end <= p.tensor.rows, || {
+                format!("gather_rows: rows {:?} of a [{}, {}] tensor (width {cols})", p.rows, p.tensor.rows, p.tensor.cols)
+            })?;
+        }
+        let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
+        let out = self.alloc::<f32>("gathered rows", rows * cols)?;
+        let mut at = 0;
+        for p in parts {
+            let n = p.rows.len() * cols;
+            self.copy_dtod(self.ptr(&out, at), self.ptr(&p.tensor.buf, p.rows.start * cols), n * 4)?;
+            at += n;
+        }
+        Ok(CudaTensor::new(out, rows, cols))
+    }
+
+    /// Makes `t`'s buffer its own (copying it if a clone shares it) with room for `capacity` rows.
+    fn own_buffer(&self, t: &mut CudaTensor, capacity: usize) -> Result<()> {
+        if Arc::get_mut(&mut t.buf).is_some() && t.capacity_rows() >= capacity {
+            return Ok(());
+        }
+        let fresh = self.alloc::<f32>("tensor rows", capacity * t.cols)?;
+        self.copy_dtod(self.ptr(&fresh, 0), self.ptr(&t.buf, 0), t.rows * t.cols * 4)?;
+        t.buf = Arc::new(fresh);
+        Ok(())
+    }
+
+    pub(crate) fn op_scatter_rows(&self, dst: &mut CudaTensor, rows: &[usize], src: &CudaTensor) -> Result<()> {
+        check(src.cols == dst.cols && src.rows == rows.len() && rows.iter().all(|&r| r < dst.rows), || {
+            format!("scatter_rows: {} rows of width {} into [{}, {}]", rows.len(), src.cols, dst.rows, dst.cols)
+        })?;
+        if rows.is_empty() || dst.cols == 0 {
+            return Ok(());
+        }
+        self.own_buffer(dst, dst.rows)?;
+        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let idx_dev = self.upload("scatter row indices", &idx)?;
+        let cfg = config((rows.len() as u32, blocks(dst.cols, THREADS as usize), 1), THREADS, 0);
+        launch!(self, "scatter_rows", cfg;
+            self.ptr(&dst.buf, 0), self.ptr(&src.buf, 0), self.ptr(&idx_dev, 0), rows.len() as i32, dst.cols as i32);
+        Ok(())
+    }
+
+    pub(crate) fn op_append_rows(&self, dst: &mut CudaTensor, src: &CudaTensor, rows: Range<usize>) -> Result<()> {
+        check(src.cols == dst.cols && rows.start <= rows.end && rows.end <= src.rows, || {
+            format!("append_rows: rows {rows:?} of [{}, {}] onto width {}", src.rows, src.cols, dst.cols)
+        })?;
+        let n = rows.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let needed = dst.rows + n;
+        if dst.cols > 0 {
+            let unique = Arc::get_mut(&mut dst.buf).is_some();
+            if !unique || dst.capacity_rows() < needed {
+                self.own_buffer(dst, grown_capacity(dst.capacity_rows(), needed))?;
+            }
+            let cols = dst.cols;
+            self.copy_dtod(self.ptr(&dst.buf, dst.rows * cols), self.ptr(&src.buf, rows.start * cols), n * cols * 4)?;
+        }
+        dst.rows = needed;
+        Ok(())
+    }
+
+    /// Shrinks the visible rows; the buffer (and its spare capacity) is kept, so nothing moves.
+    /// A clone sharing the buffer still sees its own rows: the next in-place write copies first.
+    pub(crate) fn op_truncate_rows(&self, x: &mut CudaTensor, rows: usize) -> Result<()> {
+        check(rows <= x.rows, || format!("truncate_rows: {rows} rows of a [{}, {}] tensor", x.rows, x.cols))?;
+        x.rows = rows;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grown_capacity;
+
+    #[test]
+    fn growth_at_least_doubles_so_appends_are_amortised() {
+        let mut cap = 0;
+        let mut grows = 0;
+        for len in 1..=100_000 {
+            if len > cap {
+                cap = grown_capacity(cap, len);
+                grows += 1;
+            }
+        }
+        assert!(grows <= 14, "{grows} reallocations for 100000 single-row appends");
+        assert_eq!(grown_capacity(10, 100), 100);
+    }
+}

@@ -1,0 +1,95 @@
+//! Device-resident tensors: f32 activations (shared, copy-on-write, with spare rows for cheap
+//! appends) and weights kept in their checkpoint precision.
+
+use std::sync::Arc;
+
+use cudarc::driver::CudaSlice;
+use focusllm_core::DType;
+
+/// A row-major `[rows, cols]` f32 activation on the device.
+///
+/// Cloning shares the device buffer; an in-place write (`scatter_rows`, `append_rows`) copies it
+/// first if it is shared, so clones never see each other's writes. The buffer may hold spare
+/// rows beyond `rows` (capacity doubling for key/value caches). Its shape is known on the host:
+/// asking for it never touches the GPU.
+#[derive(Clone)]
+pub struct CudaTensor {
+    pub(crate) buf: Arc<CudaSlice<f32>>,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+}
+
+impl CudaTensor {
+    pub(crate) fn new(buf: CudaSlice<f32>, rows: usize, cols: usize) -> Self {
+        debug_assert!(buf.len() >= rows * cols);
+        CudaTensor { buf: Arc::new(buf), rows, cols }
+    }
+
+    /// `(rows, cols)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// Rows the buffer can hold without growing.
+    pub fn capacity_rows(&self) -> usize {
+        self.buf.len().checked_div(self.cols).unwrap_or(usize::MAX)
+    }
+}
+
+impl std::fmt::Debug for CudaTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaTensor")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("capacity_rows", &self.capacity_rows())
+            .finish()
+    }
+}
+
+/// A weight's elements on the device.
+pub(crate) enum WeightData {
+    /// f32 values (also every vector: norms and biases are converted at upload).
+    F32(CudaSlice<f32>),
+    /// IEEE half bit patterns.
+    F16(CudaSlice<u16>),
+    /// bfloat16 bit patterns.
+    BF16(CudaSlice<u16>),
+}
+
+/// A weight on the device: a matrix `[out, in]` in its checkpoint precision (f32, f16 or bf16),
+/// or a vector `[n]` (one row) in f32.
+pub struct CudaWeight {
+    pub(crate) data: WeightData,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+}
+
+impl CudaWeight {
+    /// `(rows, cols)`; a vector is one row.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// The precision the weight is kept in on the device.
+    pub fn dtype(&self) -> DType {
+        match self.data {
+            WeightData::F32(_) => DType::F32,
+            WeightData::F16(_) => DType::F16,
+            WeightData::BF16(_) => DType::BF16,
+        }
+    }
+
+    /// The f32 data of a vector weight (norm scale, bias), if it is one.
+    pub(crate) fn as_f32(&self) -> Option<&CudaSlice<f32>> {
+        match &self.data {
+            WeightData::F32(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for CudaWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaWeight").field("rows", &self.rows).field("cols", &self.cols).field("dtype", &self.dtype()).finish()
+    }
+}

@@ -1,4 +1,4 @@
-//! Row-wise and elementwise operations: embedding, RMSNorm, RoPE, SwiGLU, residual add.
+//! Row-wise and elementwise operations: embedding, RMSNorm, SwiGLU, residual add.
 
 use rayon::prelude::*;
 
@@ -24,32 +24,6 @@ pub(crate) fn rms_norm(x: &CpuTensor, weight: &CpuTensor, eps: f32) -> CpuTensor
             *v = w * (*v * inv);
         }
     });
-    CpuTensor::new(out, x.rows, x.cols)
-}
-
-/// Half-split rotary embedding of every head of every row.
-pub(crate) fn rope(x: &CpuTensor, positions: &[u32], inv_freq: &[f32], head_dim: usize) -> CpuTensor {
-    let half = head_dim / 2;
-    let mut out = x.data.clone();
-    out.par_chunks_mut(x.cols.max(1)).zip(positions.par_iter()).for_each_init(
-        || (vec![0.0f32; half], vec![0.0f32; half]),
-        |(cos, sin), (row, &pos)| {
-            for i in 0..half {
-                // The angle is rounded to f32 as transformers computes it, then cos/sin taken exactly.
-                let angle = (pos as f32 * inv_freq[i]) as f64;
-                cos[i] = angle.cos() as f32;
-                sin[i] = angle.sin() as f32;
-            }
-            for head in row.chunks_exact_mut(head_dim) {
-                let (a, b) = head.split_at_mut(half);
-                for i in 0..half {
-                    let (x1, x2) = (a[i], b[i]);
-                    a[i] = x1 * cos[i] - x2 * sin[i];
-                    b[i] = x2 * cos[i] + x1 * sin[i];
-                }
-            }
-        },
-    );
     CpuTensor::new(out, x.rows, x.cols)
 }
 

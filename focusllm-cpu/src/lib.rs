@@ -5,6 +5,7 @@
 mod attention;
 mod elementwise;
 mod matmul;
+mod rope;
 mod tensor;
 
 use std::ops::Range;
@@ -24,6 +25,7 @@ pub struct CpuOptions {
 /// with their own thread counts.
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
+    rope: rope::RopeCache,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -55,7 +57,7 @@ impl CpuBackend {
             builder = builder.num_threads(n);
         }
         let pool = builder.build().map_err(|e| err(format!("cannot start thread pool: {e}")))?;
-        Ok(CpuBackend { pool })
+        Ok(CpuBackend { pool, rope: rope::RopeCache::default() })
     }
 
     /// A backend using every available core.
@@ -126,7 +128,7 @@ impl Backend for CpuBackend {
         check(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0 && inv_freq.len() == head_dim / 2, || {
             format!("rope: width {} with head_dim {head_dim} and {} frequencies", x.cols, inv_freq.len())
         })?;
-        Ok(self.pool.install(|| elementwise::rope(x, positions, inv_freq, head_dim)))
+        Ok(self.pool.install(|| self.rope.apply(x, positions, inv_freq, head_dim)))
     }
 
     fn attention(&self, q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, seqs: &[AttentionSeq], h: HeadLayout) -> Result<CpuTensor> {

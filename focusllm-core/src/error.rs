@@ -148,6 +148,116 @@ pub enum Error {
         message: String,
     },
 
+    /// A file does not start with the GGUF magic `GGUF`.
+    #[error("{path}: not a GGUF file (magic {found:02x?}, expected \"GGUF\")")]
+    GgufBadMagic {
+        /// The file at fault.
+        path: PathBuf,
+        /// The first four bytes found.
+        found: [u8; 4],
+    },
+
+    /// A GGUF file has a format version this crate does not read (it reads 2 and 3).
+    #[error("{path}: unsupported GGUF version {version} (supported: 2, 3)")]
+    GgufUnsupportedVersion {
+        /// The file at fault.
+        path: PathBuf,
+        /// The version found.
+        version: u32,
+    },
+
+    /// A GGUF file ends before a structure it announces.
+    #[error("{path}: truncated GGUF file: {what} at byte {offset} needs {needed} bytes, but the file has {file_len}")]
+    GgufTruncated {
+        /// The file at fault.
+        path: PathBuf,
+        /// What was being read.
+        what: String,
+        /// Where it starts.
+        offset: u64,
+        /// How many bytes it needs.
+        needed: u64,
+        /// The file's length.
+        file_len: u64,
+    },
+
+    /// A GGUF tensor is stored in a ggml type this crate cannot read (or one it does not know).
+    #[error("{path}: tensor `{tensor}` has unsupported ggml type {ggml_type}")]
+    GgufUnsupportedTensorType {
+        /// The file at fault.
+        path: PathBuf,
+        /// The tensor's GGUF name.
+        tensor: String,
+        /// The type's name (or number, when unknown).
+        ggml_type: String,
+    },
+
+    /// A GGUF metadata key the loader needs is absent.
+    #[error("{path}: GGUF metadata key `{key}` is missing")]
+    GgufMissingKey {
+        /// The file at fault.
+        path: PathBuf,
+        /// The missing key.
+        key: String,
+    },
+
+    /// A GGUF metadata value has the wrong type (or an unusable value).
+    #[error("{path}: GGUF metadata key `{key}` has type {found}, expected {expected}")]
+    GgufWrongType {
+        /// The file at fault.
+        path: PathBuf,
+        /// The key at fault.
+        key: String,
+        /// What the loader needs.
+        expected: String,
+        /// What the file holds.
+        found: String,
+    },
+
+    /// A GGUF tensor's data lies (partly) outside the file.
+    #[error("{path}: tensor `{tensor}` data spans bytes {start}..{end}, beyond the file's {file_len} bytes")]
+    GgufTensorOutOfBounds {
+        /// The file at fault.
+        path: PathBuf,
+        /// The tensor's GGUF name.
+        tensor: String,
+        /// First byte of its data.
+        start: u64,
+        /// One past its last byte.
+        end: u64,
+        /// The file's length.
+        file_len: u64,
+    },
+
+    /// A GGUF file is structurally invalid in some other way (bad UTF-8 key, too many dimensions,
+    /// a size that overflows, duplicate names, misaligned data, ...).
+    #[error("{path}: invalid GGUF file: {reason}")]
+    GgufInvalid {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong, naming the key or tensor.
+        reason: String,
+    },
+
+    /// The `tokenizer.ggml.*` metadata of a GGUF file is inconsistent (lengths differ, merges name
+    /// unknown tokens, special ids outside the vocabulary, unknown tokenizer model or pre-tokenizer).
+    #[error("{path}: inconsistent tokenizer metadata: `{key}`: {reason}")]
+    GgufTokenizer {
+        /// The file at fault.
+        path: PathBuf,
+        /// The metadata key at fault.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A chat template failed to parse or render.
+    #[error("chat template: {message}")]
+    ChatTemplate {
+        /// The template engine's message.
+        message: String,
+    },
+
     /// The work was cancelled through a [`crate::CancelToken`].
     #[error("cancelled")]
     Cancelled,

@@ -6,7 +6,9 @@ pub mod backend;
 pub mod config;
 pub mod default_model;
 pub mod error;
+pub mod focus;
 pub mod generation;
+pub mod gguf;
 pub mod model;
 pub mod pipeline;
 pub mod sampling;
@@ -16,7 +18,11 @@ pub mod weights;
 pub use backend::{AttentionSeq, Backend, HeadLayout, RowSlice};
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{Error, Result};
-pub use generation::{CancelToken, Decoder, FinishReason, GenerateOptions, GeneratedToken, PlainDecoder, TokenStream};
+pub use focus::{CandidateOrder, DecodeMode, FocusConfig, Prefix};
+pub use generation::{
+    CancelToken, Control, Decoder, FinishReason, GenerateOptions, GeneratedToken, PlainDecoder, Progress, ProgressCallback,
+    TokenStream,
+};
 pub use model::{KvCache, Logits, LogitsFor, Model, SeqInput};
 pub use pipeline::{LanguageModel, Pipeline};
 pub use sampling::{Sampler, Sampling};

@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::backend::Backend;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::generation::{GenerateOptions, PlainDecoder, TokenStream};
+use crate::generation::{Decoder, GenerateOptions, PlainDecoder, TokenStream};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use crate::weights::SafetensorsWeights;
@@ -17,14 +17,28 @@ pub struct Pipeline<B: Backend> {
 }
 
 impl<B: Backend> Pipeline<B> {
-    /// Loads a Hugging Face model directory (`config.json`, `model.safetensors` or a sharded index,
-    /// `tokenizer.json`) onto `backend`. Every tensor is checked before any is uploaded.
-    pub fn load(dir: impl AsRef<Path>, backend: B) -> Result<Self> {
-        let dir = dir.as_ref();
+    /// Loads a model onto `backend`: a GGUF file (see [`Pipeline::load_gguf`]) or a Hugging Face
+    /// model directory (`config.json`, `model.safetensors` or a sharded index, `tokenizer.json`).
+    /// Every tensor is checked before any is uploaded.
+    pub fn load(path: impl AsRef<Path>, backend: B) -> Result<Self> {
+        let dir = path.as_ref();
+        if dir.is_file() {
+            return Self::load_gguf(dir, backend);
+        }
         let config = ModelConfig::from_file(dir.join("config.json"))?;
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))?;
         let weights = SafetensorsWeights::from_dir(dir)?;
         let model = Model::load(backend, config, &weights)?;
+        Ok(Pipeline { model, tokenizer })
+    }
+
+    /// Loads a GGUF file onto `backend`: configuration and tokenizer from its metadata, tensors
+    /// dequantised to f32 (see [`crate::gguf`]).
+    pub fn load_gguf(path: impl AsRef<Path>, backend: B) -> Result<Self> {
+        let file = crate::gguf::GgufFile::open(path)?;
+        let config = file.config()?;
+        let tokenizer = file.tokenizer()?;
+        let model = Model::load(backend, config, &file)?;
         Ok(Pipeline { model, tokenizer })
     }
 
@@ -92,8 +106,14 @@ where
 
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>> {
         options.sampling.validate()?;
-        let (decoder, logits) = PlainDecoder::prefill(&self.model, prompt)?;
+        let (decoder, logits): (Box<dyn Decoder + Send + '_>, Vec<f32>) = match &options.focus {
+            Some(focus) => crate::focus::prefill(&self.model, prompt, focus, options.control())?,
+            None => {
+                let (decoder, logits) = PlainDecoder::prefill_with(&self.model, prompt, &options.control())?;
+                (Box::new(decoder), logits)
+            }
+        };
         let eos = &self.model.config().eos_token_ids;
-        TokenStream::new(Box::new(decoder), logits, prompt, eos, Some(&self.tokenizer), options.clone())
+        TokenStream::new(decoder, logits, prompt, eos, Some(&self.tokenizer), options.clone())
     }
 }

@@ -1,0 +1,79 @@
+//! Tensor names: llama.cpp's GGUF names (`blk.0.attn_q.weight`) and Hugging Face's
+//! (`model.layers.0.self_attn.q_proj.weight`), in both directions.
+
+/// Per-layer parts: (GGUF stem, Hugging Face stem).
+const LAYER_PARTS: &[(&str, &str)] = &[
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// Whole-model parts: (GGUF stem, Hugging Face stem).
+const GLOBAL_PARTS: &[(&str, &str)] = &[
+    ("token_embd", "model.embed_tokens"),
+    ("output_norm", "model.norm"),
+    ("output", "lm_head"),
+];
+
+fn split_suffix(name: &str) -> Option<(&str, &str)> {
+    let dot = name.rfind('.')?;
+    let suffix = &name[dot + 1..];
+    matches!(suffix, "weight" | "bias").then(|| (&name[..dot], suffix))
+}
+
+/// The Hugging Face name of a GGUF tensor, or `None` for tensors with no counterpart
+/// (e.g. `rope_freqs.weight`).
+pub fn gguf_to_hf(name: &str) -> Option<String> {
+    let (stem, suffix) = split_suffix(name)?;
+    if let Some(rest) = stem.strip_prefix("blk.") {
+        let (layer, part) = rest.split_once('.')?;
+        let layer: usize = layer.parse().ok()?;
+        let (_, hf) = LAYER_PARTS.iter().find(|(g, _)| *g == part)?;
+        return Some(format!("model.layers.{layer}.{hf}.{suffix}"));
+    }
+    let (_, hf) = GLOBAL_PARTS.iter().find(|(g, _)| *g == stem)?;
+    Some(format!("{hf}.{suffix}"))
+}
+
+/// The GGUF name of a Hugging Face tensor, or `None` for names llama.cpp has no counterpart for.
+pub fn hf_to_gguf(name: &str) -> Option<String> {
+    let (stem, suffix) = split_suffix(name)?;
+    if let Some(rest) = stem.strip_prefix("model.layers.") {
+        let (layer, part) = rest.split_once('.')?;
+        let layer: usize = layer.parse().ok()?;
+        let (g, _) = LAYER_PARTS.iter().find(|(_, h)| *h == part)?;
+        return Some(format!("blk.{layer}.{g}.{suffix}"));
+    }
+    let (g, _) = GLOBAL_PARTS.iter().find(|(_, h)| *h == stem)?;
+    Some(format!("{g}.{suffix}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        for (g, h) in [
+            ("token_embd.weight", "model.embed_tokens.weight"),
+            ("output.weight", "lm_head.weight"),
+            ("output_norm.weight", "model.norm.weight"),
+            ("blk.12.attn_q.weight", "model.layers.12.self_attn.q_proj.weight"),
+            ("blk.0.attn_k.bias", "model.layers.0.self_attn.k_proj.bias"),
+            ("blk.3.ffn_down.weight", "model.layers.3.mlp.down_proj.weight"),
+            ("blk.3.ffn_norm.weight", "model.layers.3.post_attention_layernorm.weight"),
+        ] {
+            assert_eq!(gguf_to_hf(g).as_deref(), Some(h));
+            assert_eq!(hf_to_gguf(h).as_deref(), Some(g));
+        }
+        assert_eq!(gguf_to_hf("rope_freqs.weight"), None);
+        assert_eq!(hf_to_gguf("model.layers.x.self_attn.q_proj.weight"), None);
+        assert_eq!(hf_to_gguf("model.layers.0.self_attn.beacon_q_proj.weight"), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! GGUF reading against the small fixtures of `scripts/make_gguf_fixtures.py` (written by Python's
+//! `gguf` package, llama.cpp's own writer):
+//!
+//! - every supported tensor type dequantises bit-identically to `gguf.quants.dequantize`;
+//! - the tiny Mistral-style model converted as llama.cpp converts it (q/k permuted, f16 weights)
+//!   loads to exactly the model of its Hugging Face directory: same configuration, same tokenizer
+//!   ids, bit-identical logits, and within the tiny-model tolerance of transformers;
+//! - a SentencePiece-style vocabulary tokenizes as transformers tokenizes it.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{fixture_dir, golden, load, max_abs_diff};
+use focusllm::gguf::{ChatMessage, GgufFile};
+use focusllm::{LogitsFor, Pipeline, WeightSource};
+
+fn gguf_fixture(name: &str) -> PathBuf {
+    fixture_dir("gguf").join(name)
+}
+
+#[test]
+fn dequantization_matches_gguf_python_bit_for_bit() {
+    let file = GgufFile::open(gguf_fixture("types.gguf")).unwrap();
+    let expected_bytes = std::fs::read(gguf_fixture("types_expected.safetensors")).unwrap();
+    let expected = safetensors::SafeTensors::deserialize(&expected_bytes).unwrap();
+    let mut checked = 0;
+    for ty in ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"] {
+        let name = format!("t.{ty}");
+        let info = file.tensor_info(&name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(info.ggml_type.name(), ty);
+        assert_eq!(info.shape(), vec![3, 64]);
+        let got = file.dequantize(info).unwrap();
+        let view = expected.tensor(&name).unwrap();
+        assert_eq!(view.shape(), &[3, 64]);
+        let want: Vec<f32> =
+            view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "{name}[{i}]: {g} vs gguf {w}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
+}
+
+#[test]
+fn tiny_mistral_gguf_is_the_hf_model() {
+    let gguf_path = gguf_fixture("tiny-mistral.gguf");
+    let file = GgufFile::open(&gguf_path).unwrap();
+    let hf = load("tiny-mistral");
+    let from_gguf = Pipeline::load(&gguf_path, common::cpu()).unwrap();
+
+    // Configuration: everything but the family name (GGUF calls Mistral `llama`).
+    let (a, mut b) = (hf.model().config().clone(), from_gguf.model().config().clone());
+    b.architecture = a.architecture;
+    assert_eq!(a, b);
+    assert_eq!(file.config().unwrap(), from_gguf.model().config().clone());
+
+    // Every tensor the HF directory has, in HF layout: permutation undone, values identical.
+    let hf_weights = focusllm::SafetensorsWeights::from_dir(fixture_dir("tiny-mistral")).unwrap();
+    let mut names: Vec<&str> = hf_weights.names().collect();
+    names.sort();
+    for name in names {
+        let want = hf_weights.tensor(name).unwrap().unwrap();
+        let got = file.tensor(name).unwrap().unwrap_or_else(|| panic!("{name} missing from the GGUF"));
+        assert_eq!(got.shape, want.shape, "{name}");
+        assert_eq!(got.to_f32(), want.to_f32(), "{name}");
+    }
+
+    for case in golden("tiny-mistral") {
+        assert_eq!(from_gguf.tokenizer().encode(&case.text).unwrap(), case.ids, "{:?}", case.text);
+        let ids = &case.ids;
+        let (m1, m2) = (hf.model(), from_gguf.model());
+        let l1 = m1.forward_one(ids, &mut m1.new_cache(), LogitsFor::All).unwrap();
+        let l2 = m2.forward_one(ids, &mut m2.new_cache(), LogitsFor::All).unwrap();
+        assert_eq!(l1.data, l2.data, "{:?}: GGUF and HF loads differ", case.text);
+        for (pos, expected) in case.logits.iter().enumerate() {
+            let d = max_abs_diff(l2.row(pos), expected);
+            assert!(d < 1e-4, "{:?} position {pos}: max |diff| vs transformers {d}", case.text);
+        }
+        let decoded = from_gguf.tokenizer().decode(&case.ids).unwrap();
+        assert_eq!(decoded, hf.tokenizer().decode(&case.ids).unwrap());
+    }
+}
+
+#[test]
+fn tiny_mistral_chat_template_renders() {
+    let file = GgufFile::open(gguf_fixture("tiny-mistral.gguf")).unwrap();
+    let template = file.chat_template().expect("template present").unwrap();
+    let messages = [ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")];
+    assert_eq!(
+        template.render(&messages, true).unwrap(),
+        "<s>system\nBe brief.</s>\n<s>user\nHi</s>\n<s>assistant\n"
+    );
+    assert_eq!(template.render(&messages[1..], false).unwrap(), "<s>user\nHi</s>\n");
+    // The types fixture has no template.
+    assert!(GgufFile::open(gguf_fixture("types.gguf")).unwrap().chat_template().is_none());
+}
+
+#[test]
+fn sentencepiece_vocabulary_matches_transformers() {
+    // `tokenizer.ggml.model` = llama: merges derived from the scores, byte fallback, `▁` prefix.
+    let file = GgufFile::open(gguf_fixture("spm-vocab.gguf")).unwrap();
+    let tokenizer = file.tokenizer().unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(gguf_fixture("spm_expected.json")).unwrap()).unwrap();
+    let cases = expected["cases"].as_array().unwrap();
+    assert!(cases.len() >= 5);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let ids: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        assert_eq!(tokenizer.encode(text).unwrap(), ids, "{text:?}");
+        assert_eq!(tokenizer.decode(&ids).unwrap(), case["decoded"].as_str().unwrap(), "{text:?}");
+    }
+}

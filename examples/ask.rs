@@ -29,7 +29,7 @@ fn main() {
     let llm = Llm::load(&model_path, args.device()).unwrap_or_else(|e| fail("", &e.to_string()));
 
     let user = format!("{document}\n\n{question}");
-    let (text, header_len) = match chat_prompt(&model_path, &user, "") {
+    let (text, header_len) = match chat_prompt(&llm, &user, "") {
         Some((header, rest)) => {
             let n = llm.tokenizer().encode(&header).map(|t| t.len()).unwrap_or(0);
             (format!("{header}{rest}"), n)

@@ -64,7 +64,7 @@ fn pass_key(seed: u64, length: usize, depth: f64) -> u32 {
 }
 
 /// Token ids of a passkey prompt of about `length` tokens, and the length of its chat header.
-fn build_prompt(llm: &Llm, model: &std::path::Path, chat: bool, length: usize, depth: f64, key: u32) -> (Vec<u32>, usize) {
+fn build_prompt(llm: &Llm, chat: bool, length: usize, depth: f64, key: u32) -> (Vec<u32>, usize) {
     let tok = llm.tokenizer();
     let needle = format!("The pass key is {key}. Remember it. {key} is the pass key. ");
     let question = "What is the pass key?";
@@ -74,7 +74,7 @@ fn build_prompt(llm: &Llm, model: &std::path::Path, chat: bool, length: usize, d
     let reps = ((length.saturating_sub(overhead)) as f64 / per_filler).floor() as usize;
     let at = ((reps as f64) * depth).round() as usize;
     let body = format!("{}{needle}{}", FILLER.repeat(at), FILLER.repeat(reps - at));
-    let templated = if chat { chat_prompt(model, &format!("{body}{question}"), "The pass key is") } else { None };
+    let templated = if chat { chat_prompt(llm, &format!("{body}{question}"), "The pass key is") } else { None };
     let (text, header_len) = match templated {
         Some((header, rest)) => {
             let header_len = tok.encode(&header).map(|t| t.len()).unwrap_or(0);
@@ -124,7 +124,7 @@ fn main() {
             for (di, &depth) in depths.iter().enumerate() {
                 for seed in 0..seeds {
                     let key = pass_key(seed, length, depth);
-                    let (ids, header_len) = build_prompt(&llm, &model_path, chat, length, depth, key);
+                    let (ids, header_len) = build_prompt(&llm, chat, length, depth, key);
                     actual_len = ids.len();
                     let focus = match mode {
                         Mode::Plain => None,

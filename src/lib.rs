@@ -140,6 +140,11 @@ impl Llm {
     pub fn tokenizer(&self) -> &Tokenizer {
         self.inner.tokenizer()
     }
+
+    /// The model's chat template, if its files carry one.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.inner.chat_template()
+    }
 }
 
 /// The README's examples, compiled as doc-tests so they stay true.

@@ -131,17 +131,12 @@ pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Renders a chat with the model's template when it has one: returns the prompt text and the
-/// length in characters of its header (everything before the first user content).
-pub fn chat_prompt(model: &std::path::Path, user: &str, assistant_prefix: &str) -> Option<(String, String)> {
-    if !model.is_file() {
-        return None;
-    }
-    let file = focusllm::gguf::GgufFile::open(model).ok()?;
-    let template = file.chat_template()?.ok()?;
+/// Renders a one-turn chat with the model's template when it has one: returns the header (everything
+/// before the user's text) and the rest (user text, end of turn, assistant header, `assistant_prefix`).
+pub fn chat_prompt(llm: &focusllm::Llm, user: &str, assistant_prefix: &str) -> Option<(String, String)> {
+    let template = llm.chat_template()?;
     let marker = "\u{0}FOCUSLLM-USER\u{0}";
-    let messages = [focusllm::gguf::ChatMessage::new("user", marker)];
-    let rendered = template.render(&messages, true).ok()?;
+    let rendered = template.render(&[focusllm::ChatMessage::new("user", marker)], true).ok()?;
     let (header, rest) = rendered.split_once(marker)?;
     Some((header.to_string(), format!("{user}{rest}{assistant_prefix}")))
 }

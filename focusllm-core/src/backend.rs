@@ -50,7 +50,9 @@ pub struct RowSlice<'a, T> {
 /// Every operation is stated in the transformer's terms; the model in [`crate::model`] is written
 /// once over them. Implementations must be deterministic for the same inputs.
 pub trait Backend: Send + Sync + 'static {
-    /// A 2-D f32 activation tensor `[rows, cols]` resident on the device.
+    /// A 2-D f32 activation tensor `[rows, cols]` resident on the device. Clones behave as
+    /// independent values: a write through one (`scatter_rows`, `append_rows`, `truncate_rows`)
+    /// never shows in another (copy-on-write is fine), since KV caches are cloned and edited.
     type Tensor: Clone + Send + Sync;
     /// A weight (matrix `[out, in]` or vector `[n]`) resident on the device, in whatever
     /// precision the backend keeps it.
@@ -110,6 +112,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Appends rows `rows` of `src` to `dst` (amortised growth, for KV caches).
     fn append_rows(&self, dst: &mut Self::Tensor, src: &Self::Tensor, rows: Range<usize>) -> Result<()>;
+
+    /// Bytes the backend can still allocate, when it can tell (used to refuse work that cannot fit
+    /// with a typed error instead of failing midway).
+    fn memory_available(&self) -> Option<u64> {
+        None
+    }
 
     /// Keeps only the first `rows` rows of `x` (e.g. to take a FocusLLM candidate out of a cache).
     /// The default copies; backends with capacity-based tensors override it to just shrink.

@@ -258,6 +258,17 @@ pub enum Error {
         message: String,
     },
 
+    /// The work needs more memory than the device has available.
+    #[error("out of memory: {what} needs {needed} bytes, {available} available")]
+    OutOfMemory {
+        /// What was to be allocated.
+        what: String,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+
     /// The work was cancelled through a [`crate::CancelToken`].
     #[error("cancelled")]
     Cancelled,

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod chat_template;
 pub mod config;
 pub mod default_model;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use backend::{AttentionSeq, Backend, HeadLayout, RowSlice};
+pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use focus::{CandidateOrder, DecodeMode, FocusConfig, Prefix};

@@ -4,16 +4,43 @@ use std::path::Path;
 
 use crate::backend::Backend;
 use crate::config::ModelConfig;
-use crate::error::Result;
+use crate::chat_template::ChatTemplate;
+use crate::error::{Error, Result};
 use crate::generation::{Decoder, GenerateOptions, PlainDecoder, TokenStream};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use crate::weights::SafetensorsWeights;
 
-/// A model resident on a backend together with its tokenizer.
+/// A model resident on a backend together with its tokenizer and chat template.
 pub struct Pipeline<B: Backend> {
     model: Model<B>,
     tokenizer: Tokenizer,
+    chat_template: Option<ChatTemplate>,
+}
+
+/// The text of a special token in `tokenizer_config.json`: a string or `{"content": ...}`.
+fn special_token_text(config: &serde_json::Value, key: &str) -> String {
+    match &config[key] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other["content"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// The chat template of a Hugging Face directory's `tokenizer_config.json` (or a separate
+/// `chat_template.jinja`), if it has one.
+fn hf_chat_template(dir: &Path) -> Result<Option<ChatTemplate>> {
+    let path = dir.join("tokenizer_config.json");
+    let config: serde_json::Value = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Json { path: path.clone(), source: e })?,
+        Err(_) => serde_json::Value::Null,
+    };
+    let source = match config["chat_template"].as_str() {
+        Some(s) => Some(s.to_string()),
+        None => std::fs::read_to_string(dir.join("chat_template.jinja")).ok(),
+    };
+    source
+        .map(|s| ChatTemplate::new(s, special_token_text(&config, "bos_token"), special_token_text(&config, "eos_token")))
+        .transpose()
 }
 
 impl<B: Backend> Pipeline<B> {
@@ -27,9 +54,10 @@ impl<B: Backend> Pipeline<B> {
         }
         let config = ModelConfig::from_file(dir.join("config.json"))?;
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))?;
+        let chat_template = hf_chat_template(dir)?;
         let weights = SafetensorsWeights::from_dir(dir)?;
         let model = Model::load(backend, config, &weights)?;
-        Ok(Pipeline { model, tokenizer })
+        Ok(Pipeline { model, tokenizer, chat_template })
     }
 
     /// Loads a GGUF file onto `backend`: configuration and tokenizer from its metadata, tensors
@@ -38,13 +66,14 @@ impl<B: Backend> Pipeline<B> {
         let file = crate::gguf::GgufFile::open(path)?;
         let config = file.config()?;
         let tokenizer = file.tokenizer()?;
+        let chat_template = file.chat_template().transpose()?;
         let model = Model::load(backend, config, &file)?;
-        Ok(Pipeline { model, tokenizer })
+        Ok(Pipeline { model, tokenizer, chat_template })
     }
 
-    /// Joins an already loaded model and tokenizer.
-    pub fn new(model: Model<B>, tokenizer: Tokenizer) -> Self {
-        Pipeline { model, tokenizer }
+    /// Joins an already loaded model, tokenizer and (optional) chat template.
+    pub fn new(model: Model<B>, tokenizer: Tokenizer, chat_template: Option<ChatTemplate>) -> Self {
+        Pipeline { model, tokenizer, chat_template }
     }
 
     /// The model.
@@ -74,6 +103,9 @@ pub trait LanguageModel: Send + Sync {
     /// The backend's name.
     fn backend_name(&self) -> &'static str;
 
+    /// The model's chat template, if its files carry one.
+    fn chat_template(&self) -> Option<&ChatTemplate>;
+
     /// Prefills token ids and returns a stream of generated tokens.
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>>;
 
@@ -102,6 +134,10 @@ where
 
     fn backend_name(&self) -> &'static str {
         self.model.backend().name()
+    }
+
+    fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
     }
 
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>> {

@@ -190,6 +190,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn memory_available(&self) -> Option<u64> {
+        // Linux: MemAvailable of /proc/meminfo; elsewhere unknown.
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kb: u64 = info.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    }
+
     fn truncate_rows(&self, x: &mut CpuTensor, rows: usize) -> Result<()> {
         check(rows <= x.rows, || format!("truncate_rows: {rows} rows of a [{}, {}] tensor", x.rows, x.cols))?;
         x.data.truncate(rows * x.cols);

@@ -90,6 +90,25 @@ fn min_entropy(candidates: Vec<Vec<f32>>) -> Vec<f32> {
     best.map(|(_, l)| l).unwrap_or_default()
 }
 
+/// Refuses, with a typed error, a prefill whose kept chunk caches cannot fit in the backend's memory.
+fn check_memory<B: Backend>(model: &Model<B>, plan: &Plan, mode: DecodeMode) -> Result<()> {
+    if !mode.keeps_chunk_caches() {
+        return Ok(());
+    }
+    let c = model.config();
+    let per_token = (c.num_layers * c.kv_dim() * 2 * std::mem::size_of::<f32>()) as u64;
+    let tokens: u64 = plan.chunks.iter().map(|r| (r.len() + plan.query.len()) as u64).sum();
+    let needed = tokens * per_token;
+    match model.backend().memory_available() {
+        Some(available) if needed > available => Err(Error::OutOfMemory {
+            what: format!("the raw key/value caches of {} chunks ({} decoding; the frozen mode keeps none)", plan.chunks.len(), mode.name()),
+            needed,
+            available,
+        }),
+        _ => Ok(()),
+    }
+}
+
 enum State<B: Backend> {
     Exact { candidates: Vec<KvCache<B>>, chunk_caches: Vec<KvCache<B>>, local_tokens: Vec<u32> },
     CachedLocal { chunk_caches: Vec<KvCache<B>>, local: KvCache<B>, candidates_at: usize },
@@ -120,6 +139,7 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
     ) -> Result<(Self, Vec<f32>)> {
         let chunks: Vec<&[u32]> = plan.chunks.iter().map(|r| &tokens[r.clone()]).collect();
         let mode = config.decode;
+        check_memory(model, plan, mode)?;
         let min_entropy_mode = mode == DecodeMode::MinEntropy;
         let spec = CondenseSpec {
             chunks,

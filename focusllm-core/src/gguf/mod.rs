@@ -17,7 +17,6 @@
 //! interleaved for GPT-J-style RoPE; this crate's model (like transformers) rotates the two halves
 //! of a head, so those tensors are permuted back on load.
 
-pub mod chat_template;
 pub mod config;
 pub mod names;
 pub mod quant;
@@ -34,7 +33,7 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::weights::{DType, HostTensor, WeightSource};
 
-pub use chat_template::{ChatMessage, ChatTemplate};
+pub use crate::chat_template::{ChatMessage, ChatTemplate};
 pub use reader::{GgmlType, GgufHeader, MetaValue, TensorInfo};
 
 /// The bytes of a GGUF file: a read-only memory map, or a buffer held in memory.

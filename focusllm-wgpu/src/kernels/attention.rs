@@ -1,0 +1,78 @@
+//! Fused causal attention over a packed batch of sequences (online softmax, GQA).
+
+use focusllm_core::{AttentionSeq, HeadLayout, Result};
+
+use super::{Shader, WeightType};
+use crate::context::{err, Context, Dispatch};
+use crate::tensor::WgpuTensor;
+
+/// Largest head width the kernel handles (64 threads x 4 dimensions each).
+pub(crate) const MAX_HEAD_DIM: usize = 256;
+
+pub(crate) fn attention(
+    ctx: &Context,
+    q: &WgpuTensor,
+    k: &WgpuTensor,
+    v: &WgpuTensor,
+    seqs: &[AttentionSeq],
+    h: HeadLayout,
+) -> Result<WgpuTensor> {
+    if h.num_kv_heads == 0 || h.num_heads % h.num_kv_heads != 0 {
+        return Err(err(format!("attention: {} heads over {} kv heads", h.num_heads, h.num_kv_heads)));
+    }
+    if h.head_dim == 0 || h.head_dim > MAX_HEAD_DIM {
+        return Err(err(format!("attention: head_dim {} (supported: 1..={MAX_HEAD_DIM})", h.head_dim)));
+    }
+    if q.cols != h.num_heads * h.head_dim {
+        return Err(err(format!("attention: q width {} for {} heads of {}", q.cols, h.num_heads, h.head_dim)));
+    }
+    if k.cols != h.num_kv_heads * h.head_dim || v.cols != k.cols || v.rows != k.rows {
+        return Err(err(format!("attention: k [{}, {}] / v [{}, {}]", k.rows, k.cols, v.rows, v.cols)));
+    }
+    // Per query row: (first key row, keys visible), causal over past ++ new.
+    let mut rows = vec![[u32::MAX; 2]; q.rows];
+    for s in seqs {
+        if s.q_len > s.kv_len || s.q_start + s.q_len > q.rows || s.kv_start + s.kv_len > k.rows {
+            return Err(err(format!("attention: sequence {s:?} outside q rows {} / kv rows {}", q.rows, k.rows)));
+        }
+        for i in 0..s.q_len {
+            let slot = &mut rows[s.q_start + i];
+            if slot[0] != u32::MAX {
+                return Err(err(format!("attention: query row {} belongs to two sequences", s.q_start + i)));
+            }
+            *slot = [s.kv_start as u32, (s.kv_len - s.q_len + i + 1) as u32];
+        }
+    }
+    if rows.iter().any(|r| r[0] == u32::MAX) {
+        return Err(err("attention: sequences do not cover every query row"));
+    }
+    let out = ctx.alloc(q.bytes(), "attention output")?;
+    if q.rows == 0 || h.num_heads == 0 {
+        return Ok(WgpuTensor::new(out, q.rows, q.cols));
+    }
+    let rows_buf = ctx.upload(&rows.concat(), "attention row table")?;
+    let kernel = ctx.kernel(Shader::Attention, "main", WeightType::F32)?;
+    let max = u64::from(ctx.limits.max_compute_workgroups_per_dimension);
+    let n = q.rows as u64;
+    let (gy, gz) = if n <= max { (n, 1) } else { (max, n.div_ceil(max)) };
+    if h.num_heads as u64 > max || gz > max {
+        return Err(err("attention: grid exceeds the adapter's dispatch limits"));
+    }
+    let scale = 1.0 / (h.head_dim as f32).sqrt();
+    ctx.run(&[Dispatch {
+        kernel: &kernel,
+        params: [
+            q.rows as u32,
+            h.num_heads as u32,
+            h.num_kv_heads as u32,
+            h.head_dim as u32,
+            scale.to_bits(),
+            q.cols as u32,
+            k.cols as u32,
+            0,
+        ],
+        buffers: vec![&q.buf, &k.buf, &v.buf, &rows_buf, &out],
+        groups: [h.num_heads as u32, gy as u32, gz as u32],
+    }])?;
+    Ok(WgpuTensor::new(out, q.rows, q.cols))
+}

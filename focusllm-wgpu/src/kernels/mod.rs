@@ -1,0 +1,107 @@
+//! The compute kernels: WGSL sources, their compiled pipelines (built on first use and cached),
+//! and one module per kernel family that checks shapes and records the dispatches.
+
+pub(crate) mod attention;
+pub(crate) mod elementwise;
+pub(crate) mod embedding;
+pub(crate) mod matmul;
+pub(crate) mod norm;
+pub(crate) mod rope;
+pub(crate) mod rows;
+
+use std::sync::Arc;
+
+use focusllm_core::Result;
+
+use crate::context::{err, Context};
+
+/// A compiled compute pipeline and the layout of its bind group.
+pub(crate) struct Kernel {
+    pub(crate) name: String,
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+/// The WGSL source files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shader {
+    Matmul,
+    Matvec,
+    Attention,
+    RmsNorm,
+    Rope,
+    Elementwise,
+    Embedding,
+}
+
+impl Shader {
+    fn source(self) -> &'static str {
+        match self {
+            Shader::Matmul => include_str!("../shaders/matmul.wgsl"),
+            Shader::Matvec => include_str!("../shaders/matvec.wgsl"),
+            Shader::Attention => include_str!("../shaders/attention.wgsl"),
+            Shader::RmsNorm => include_str!("../shaders/rms_norm.wgsl"),
+            Shader::Rope => include_str!("../shaders/rope.wgsl"),
+            Shader::Elementwise => include_str!("../shaders/elementwise.wgsl"),
+            Shader::Embedding => include_str!("../shaders/embedding.wgsl"),
+        }
+    }
+}
+
+/// Element type of a weight buffer as the shader reads it (`wt` in the WGSL sources).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WeightType {
+    F32,
+    F16,
+}
+
+/// The source compiled for `weight`: `wt` aliases the weight element type (`enable f16;` first
+/// where it is `f16`), then the kernel's own constants (`consts`, WGSL declarations).
+fn full_source(shader: Shader, weight: WeightType, consts: &str) -> String {
+    let prelude = match weight {
+        WeightType::F16 => "enable f16;\nalias wt = f16;\n",
+        WeightType::F32 => "alias wt = f32;\n",
+    };
+    format!("{prelude}{consts}\n{}", shader.source())
+}
+
+impl Context {
+    /// The pipeline of `entry` in `shader`, compiled for weights of type `weight`.
+    pub(crate) fn kernel(&self, shader: Shader, entry: &str, weight: WeightType) -> Result<Arc<Kernel>> {
+        self.kernel_with(shader, entry, weight, "")
+    }
+
+    /// [`Context::kernel`] with module-scope constants `consts` (WGSL declarations) prepended.
+    pub(crate) fn kernel_with(
+        &self,
+        shader: Shader,
+        entry: &str,
+        weight: WeightType,
+        consts: &str,
+    ) -> Result<Arc<Kernel>> {
+        let name = format!("{shader:?}:{entry}:{weight:?}:{consts}");
+        if let Some(k) = self.kernels.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
+            return Ok(Arc::clone(k));
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&name),
+            source: wgpu::ShaderSource::Wgsl(full_source(shader, weight, consts).into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&name),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(err(format!("compiling kernel {name}: {e}")));
+        }
+        let layout = pipeline.get_bind_group_layout(0);
+        let kernel = Arc::new(Kernel { name: name.clone(), pipeline, layout });
+        self.kernels.lock().unwrap_or_else(|p| p.into_inner()).insert(name, Arc::clone(&kernel));
+        Ok(kernel)
+    }
+}

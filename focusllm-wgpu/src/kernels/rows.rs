@@ -1,0 +1,104 @@
+//! Row movement with buffer copies (no kernels): gather, scatter, and amortised append.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use focusllm_core::{Result, RowSlice};
+
+use crate::context::{err, Context};
+use crate::tensor::WgpuTensor;
+
+/// Concatenates row ranges of tensors of one width.
+pub(crate) fn gather_rows(ctx: &Context, parts: &[RowSlice<'_, WgpuTensor>]) -> Result<WgpuTensor> {
+    let cols = parts.first().map_or(0, |p| p.tensor.cols);
+    for p in parts {
+        if p.tensor.cols != cols || p.rows.start > p.rows.end || p.rows.end > p.tensor.rows {
+            return Err(err(format!(
+                "gather_rows: rows {:?} of a [{}, {}] tensor (width {cols})",
+                p.rows, p.tensor.rows, p.tensor.cols
+            )));
+        }
+    }
+    let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
+    let row_bytes = cols as u64 * 4;
+    let out = ctx.alloc(rows as u64 * row_bytes, "gather_rows output")?;
+    let mut copies = Vec::with_capacity(parts.len());
+    let mut at = 0u64;
+    for p in parts {
+        let n = p.rows.len() as u64 * row_bytes;
+        copies.push((&**p.tensor.buf, p.rows.start as u64 * row_bytes, &*out, at, n));
+        at += n;
+    }
+    ctx.copy(&copies)?;
+    Ok(WgpuTensor::new(out, rows, cols))
+}
+
+/// Gives `t` a buffer of its own holding at least `capacity` rows (copying its valid rows), unless
+/// it already has one: the copy-on-write step before an in-place write.
+fn make_unique(ctx: &Context, t: &mut WgpuTensor, capacity: usize) -> Result<()> {
+    if Arc::get_mut(&mut t.buf).is_some() && t.capacity_rows() >= capacity {
+        return Ok(());
+    }
+    let buf = ctx.alloc(capacity as u64 * t.row_bytes(), "tensor storage")?;
+    ctx.copy(&[(&t.buf, 0, &buf, 0, t.bytes())])?;
+    t.buf = Arc::new(buf);
+    Ok(())
+}
+
+/// Overwrites rows `rows[i]` of `dst` with row `i` of `src`.
+pub(crate) fn scatter_rows(ctx: &Context, dst: &mut WgpuTensor, rows: &[usize], src: &WgpuTensor) -> Result<()> {
+    if src.cols != dst.cols || src.rows != rows.len() || rows.iter().any(|&r| r >= dst.rows) {
+        return Err(err(format!(
+            "scatter_rows: {} rows of width {} into [{}, {}]",
+            rows.len(),
+            src.cols,
+            dst.rows,
+            dst.cols
+        )));
+    }
+    if rows.is_empty() || dst.cols == 0 {
+        return Ok(());
+    }
+    make_unique(ctx, dst, dst.rows)?;
+    let rb = dst.row_bytes();
+    let copies: Vec<_> =
+        rows.iter().enumerate().map(|(i, &r)| (&**src.buf, i as u64 * rb, &**dst.buf, r as u64 * rb, rb)).collect();
+    ctx.copy(&copies)
+}
+
+/// Appends rows `rows` of `src` to `dst`. Capacity grows by doubling (bounded by the largest
+/// binding), so appending one row at a time costs amortised O(1) copies per row.
+pub(crate) fn append_rows(ctx: &Context, dst: &mut WgpuTensor, src: &WgpuTensor, rows: Range<usize>) -> Result<()> {
+    if src.cols != dst.cols || rows.start > rows.end || rows.end > src.rows {
+        return Err(err(format!("append_rows: rows {rows:?} of [{}, {}] onto width {}", src.rows, src.cols, dst.cols)));
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let need = dst.rows + rows.len();
+    let rb = dst.row_bytes();
+    if dst.cols > 0 && (need > dst.capacity_rows() || Arc::get_mut(&mut dst.buf).is_none()) {
+        let max_rows = (ctx.max_binding() / rb) as usize;
+        if need > max_rows {
+            return Err(err(format!(
+                "append_rows: {need} rows of {rb} bytes exceed the adapter's largest storage binding ({} bytes)",
+                ctx.max_binding()
+            )));
+        }
+        let grown = need.max(dst.capacity_rows().saturating_mul(2)).max(16).min(max_rows);
+        make_unique(ctx, dst, grown)?;
+    }
+    ctx.copy(&[(&src.buf, rows.start as u64 * rb, &dst.buf, dst.rows as u64 * rb, rows.len() as u64 * rb)])?;
+    dst.rows = need;
+    Ok(())
+}
+
+/// Keeps the first `rows` rows of `x`: only the host-side shape shrinks (the buffer, possibly shared
+/// with clones, is untouched; a later in-place write copies it first if it is shared).
+pub(crate) fn truncate_rows(x: &mut WgpuTensor, rows: usize) -> Result<()> {
+    if rows > x.rows {
+        return Err(err(format!("truncate_rows: {rows} rows of a [{}, {}] tensor", x.rows, x.cols)));
+    }
+    x.rows = rows;
+    Ok(())
+}

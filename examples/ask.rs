@@ -11,9 +11,9 @@ use std::io::Write;
 use std::time::Instant;
 
 use common::{chat_prompt, fail, Args};
-use focusllm::{DecodeMode, GenerateOptions, Llm, Progress, ProgressCallback};
+use focusllm::{DecodeMode, GenerateOptions, Progress, ProgressCallback};
 
-const USAGE: &str = "usage: ask [--model PATH] [--device cpu|wgpu|cuda] [--threads N] [--mode exact|cached-local|frozen|min-entropy]
+const USAGE: &str = "usage: ask [--model PATH] [--adapter FILE] [--device cpu|wgpu|cuda] [--threads N] [--mode exact|cached-local|frozen|min-entropy]
            [--plain] [--max-tokens N] [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N]
            [--order candidates-first|sink-first] [--prefix auto|none|header] --file DOC.txt \"question\"";
 
@@ -25,8 +25,7 @@ fn main() {
         fail(USAGE, "the question is missing");
     }
     let document = std::fs::read_to_string(file).unwrap_or_else(|e| fail("", &format!("cannot read {file}: {e}")));
-    let model_path = args.model();
-    let llm = Llm::load(&model_path, args.device()).unwrap_or_else(|e| fail("", &e.to_string()));
+    let (llm, _) = args.load_llm();
 
     let user = format!("{document}\n\n{question}");
     let (text, header_len) = match chat_prompt(&llm, &user, "") {

@@ -5,7 +5,7 @@
 //! cargo run --release --example passkey -- [--lengths 2k,8k,16k] [--depths 0.2,0.5,0.8] [--seeds 1]
 //!     [--modes plain,focus-cached] [--local 2048] [--chunk 2048] [--query 512] [--chunk-batch 4]
 //!     [--order candidates-first|sink-first] [--prefix auto|none|header] [--no-chat]
-//!     [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--verbose]
+//!     [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--adapter FILE] [--verbose]
 
 mod common;
 
@@ -16,7 +16,7 @@ use focusllm::{DecodeMode, GenerateOptions, Llm};
 
 const USAGE: &str = "usage: passkey [--lengths 2k,4k] [--depths 0.1,0.5,0.9] [--seeds N] [--modes plain,focus-exact,focus-cached,focus-frozen,focus-entropy]
                [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N] [--order candidates-first|sink-first]
-               [--prefix auto|none|header] [--no-chat] [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--verbose]";
+               [--prefix auto|none|header] [--no-chat] [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--adapter FILE] [--verbose]";
 
 const FILLER: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
@@ -100,11 +100,9 @@ fn main() {
         .collect();
     let seeds: u64 = args.num("seeds", 1);
     let modes: Vec<Mode> = args.list("modes", "plain,focus-cached").iter().map(|m| Mode::parse(m)).collect();
-    let model_path = args.model();
     let chat = !args.has("no-chat");
     let verbose = args.has("verbose");
-
-    let llm = Llm::load(&model_path, args.device()).unwrap_or_else(|e| fail("", &e.to_string()));
+    let (llm, model_path) = args.load_llm();
     eprintln!(
         "model {} ({} layers, window {}), device {:?}",
         model_path.display(),

@@ -116,6 +116,13 @@ impl Llm {
         Ok(Llm { inner })
     }
 
+    /// Loads FocusLLM candidate projections (`beacon_{q,k,v,o}_proj`, optionally
+    /// `mlp.beacon_{up,down}_proj`) from an adapter safetensors file; the rest stay copies of the
+    /// ordinary projections. Returns how many projection matrices were loaded.
+    pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<usize> {
+        self.inner.load_adapter(path.as_ref())
+    }
+
     /// Wraps any loaded model (e.g. a [`Pipeline`] on a custom backend).
     pub fn from_model(model: impl LanguageModel + 'static) -> Self {
         Llm { inner: Box::new(model) }

@@ -141,3 +141,33 @@ fn progress_reports_every_chunk_batch() {
     let done: Vec<usize> = seen.iter().map(|p| match p { focusllm::Progress::Prefill { done, total: 11 } => *done, other => panic!("{other:?}") }).collect();
     assert_eq!(done, vec![4, 8, 10, 11]);
 }
+
+#[test]
+fn candidate_projections_load_from_the_checkpoint_or_an_adapter_file() {
+    let g = golden("tiny-llama");
+    let run = g.runs.iter().find(|r| r.name == "exact_adapter").unwrap();
+    let adapter = fixture_dir("focus").join("tiny-llama-adapter.safetensors");
+
+    // A separate adapter file given after loading, through the facade.
+    let mut llm = focusllm::Llm::load(fixture_dir("tiny-llama"), focusllm::Device::Cpu { threads: Some(2) }).unwrap();
+    assert_eq!(llm.load_adapter(&adapter).unwrap(), 12);
+    let config = FocusConfig { decode: run.mode, order: run.order, ..g.config.clone() };
+    let options = focusllm::GenerateOptions { max_tokens: run.greedy.len(), stop_at_eos: false, focus: Some(config), ..Default::default() };
+    let ids: Vec<u32> = llm.generate_ids(&g.ids, &options).unwrap().map(|t| t.unwrap().id).collect();
+    assert_eq!(ids, run.greedy);
+
+    // A checkpoint that carries beacon_* tensors beside the base weights loads them by itself.
+    let dir = std::env::temp_dir().join(format!("focusllm-beacon-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture_dir("tiny-llama").join(f), dir.join(f)).unwrap();
+    }
+    let base = std::fs::read(fixture_dir("tiny-llama").join("model.safetensors")).unwrap();
+    let extra = std::fs::read(&adapter).unwrap();
+    let (base, extra) = (safetensors::SafeTensors::deserialize(&base).unwrap(), safetensors::SafeTensors::deserialize(&extra).unwrap());
+    let all: Vec<_> = base.tensors().into_iter().chain(extra.tensors()).collect();
+    safetensors::serialize_to_file(all, None, &dir.join("model.safetensors")).unwrap();
+    let p = focusllm::Pipeline::load(&dir, common::cpu()).unwrap();
+    common::focus_golden::check_run(p.model(), &g, run, 3, TOL);
+    std::fs::remove_dir_all(&dir).ok();
+}

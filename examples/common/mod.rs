@@ -70,6 +70,17 @@ impl Args {
         }
     }
 
+    /// Loads the model on the chosen device, with the candidate projections of `--adapter PATH`.
+    pub fn load_llm(&self) -> (focusllm::Llm, PathBuf) {
+        let path = self.model();
+        let mut llm = focusllm::Llm::load(&path, self.device()).unwrap_or_else(|e| fail("", &e.to_string()));
+        if let Some(adapter) = self.get("adapter") {
+            let n = llm.load_adapter(adapter).unwrap_or_else(|e| fail("", &e.to_string()));
+            eprintln!("adapter {adapter}: {n} candidate projection matrices");
+        }
+        (llm, path)
+    }
+
     /// `--device cpu|wgpu[:N]|cuda[:N]` and `--threads N`.
     pub fn device(&self) -> Device {
         let device = Device::parse(self.get("device").unwrap_or("cpu")).unwrap_or_else(|e| fail("", &e.to_string()));

@@ -76,6 +76,14 @@ impl<B: Backend> Pipeline<B> {
         Pipeline { model, tokenizer, chat_template }
     }
 
+    /// Loads FocusLLM candidate projections (`beacon_*_proj` tensors) from a separate adapter
+    /// safetensors file; returns how many projection matrices it held.
+    pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<usize> {
+        let path = path.as_ref();
+        let adapter = SafetensorsWeights::from_files(path, &[path.to_path_buf()])?;
+        self.model.load_candidate_projections(&adapter)
+    }
+
     /// The model.
     pub fn model(&self) -> &Model<B> {
         &self.model
@@ -105,6 +113,10 @@ pub trait LanguageModel: Send + Sync {
 
     /// The model's chat template, if its files carry one.
     fn chat_template(&self) -> Option<&ChatTemplate>;
+
+    /// Loads FocusLLM candidate projections from an adapter safetensors file (see
+    /// [`Pipeline::load_adapter`]).
+    fn load_adapter(&mut self, path: &Path) -> Result<usize>;
 
     /// Prefills token ids and returns a stream of generated tokens.
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>>;
@@ -138,6 +150,10 @@ where
 
     fn chat_template(&self) -> Option<&ChatTemplate> {
         self.chat_template.as_ref()
+    }
+
+    fn load_adapter(&mut self, path: &Path) -> Result<usize> {
+        Pipeline::load_adapter(self, path)
     }
 
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>> {

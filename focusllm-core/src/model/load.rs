@@ -109,7 +109,10 @@ impl<B: Backend> Model<B> {
         let norm = upload(b, source, "model.norm.weight")?;
         let lm_head = if config.tie_word_embeddings { None } else { Some(upload(b, source, "lm_head.weight")?) };
         let inv_freq = config.rope_inv_freq();
-        Ok(Model { backend, config, embed, layers, norm, lm_head, inv_freq })
+        let mut model = Model { backend, config, embed, layers, norm, lm_head, inv_freq };
+        // A trained FocusLLM checkpoint ships its candidate projections beside the base weights.
+        model.load_candidate_projections(source)?;
+        Ok(model)
     }
 
     /// Loads candidate projections (`beacon_{q,k,v,o}_proj`, optionally `mlp.beacon_{up,down}_proj`)

@@ -25,11 +25,12 @@ pub enum DecodeMode {
 }
 
 impl DecodeMode {
-    /// Parses the names used on command lines: `exact`, `cached-local`, `frozen`, `min-entropy`.
+    /// Parses the names used on command lines: `exact`, `cached-local` (or `cached`), `frozen`,
+    /// `min-entropy` (or `entropy`).
     pub fn parse(text: &str) -> Result<Self> {
         match text {
             "exact" => Ok(DecodeMode::Exact),
-            "cached-local" => Ok(DecodeMode::CachedLocal),
+            "cached-local" | "cached" => Ok(DecodeMode::CachedLocal),
             "frozen" | "frozen-memory" => Ok(DecodeMode::FrozenMemory),
             "min-entropy" | "entropy" => Ok(DecodeMode::MinEntropy),
             _ => Err(Error::InvalidOption {
@@ -158,5 +159,19 @@ impl FocusConfig {
             return bad("candidates_per_chunk", self.candidates_per_chunk, "more than one candidate needs the frozen decode mode");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_names_round_trip() {
+        for mode in [DecodeMode::Exact, DecodeMode::CachedLocal, DecodeMode::FrozenMemory, DecodeMode::MinEntropy] {
+            assert_eq!(DecodeMode::parse(mode.name()).unwrap(), mode);
+        }
+        assert_eq!(DecodeMode::parse("cached").unwrap(), DecodeMode::CachedLocal);
+        assert!(DecodeMode::parse("fast").is_err());
     }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use common::{chat_prompt, fail, peak_rss_mib, reset_peak_rss, Args};
 use focusllm::{DecodeMode, GenerateOptions, Llm};
 
-const USAGE: &str = "usage: passkey [--lengths 2k,4k] [--depths 0.1,0.5,0.9] [--seeds N] [--modes plain,focus-exact,focus-cached,focus-frozen,focus-min-entropy]
+const USAGE: &str = "usage: passkey [--lengths 2k,6k] [--depths 0.1,0.5,0.9] [--seeds N] [--modes plain,focus-exact,focus-cached,focus-frozen,focus-min-entropy]
                [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N] [--order candidates-first|sink-first]
                [--prefix auto|none|header] [--no-chat] [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--adapter FILE] [--verbose]";
 
@@ -92,7 +92,7 @@ struct Cell {
 
 fn main() {
     let args = Args::parse(USAGE, &["no-chat", "verbose"]);
-    let lengths: Vec<usize> = args.list("lengths", "2k,4k").iter().map(|s| parse_len(s)).collect();
+    let lengths: Vec<usize> = args.list("lengths", "2k,6k").iter().map(|s| parse_len(s)).collect();
     let depths: Vec<f64> = args
         .list("depths", "0.2,0.5,0.8")
         .iter()

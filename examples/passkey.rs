@@ -4,7 +4,7 @@
 //!
 //! cargo run --release --example passkey -- [--lengths 2k,8k,16k] [--depths 0.2,0.5,0.8] [--seeds 1]
 //!     [--modes plain,focus-cached] [--local 2048] [--chunk 2048] [--query 512] [--chunk-batch 4]
-//!     [--order candidates-first|sink-first] [--prefix auto|none|header] [--no-chat]
+//!     [--order candidates-first|sink-first] [--prefix auto|none|header] [--no-chat] [--share-chunks]
 //!     [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--adapter FILE] [--verbose]
 
 mod common;
@@ -16,7 +16,7 @@ use focusllm::{DecodeMode, GenerateOptions, Llm};
 
 const USAGE: &str = "usage: passkey [--lengths 2k,6k] [--depths 0.1,0.5,0.9] [--seeds N] [--modes plain,focus-exact,focus-cached,focus-frozen,focus-min-entropy]
                [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N] [--order candidates-first|sink-first]
-               [--prefix auto|none|header] [--no-chat] [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--adapter FILE] [--verbose]";
+               [--prefix auto|none|header] [--no-chat] [--share-chunks] [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--adapter FILE] [--verbose]";
 
 const FILLER: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
@@ -91,7 +91,9 @@ struct Cell {
 }
 
 fn main() {
-    let args = Args::parse(USAGE, &["no-chat", "verbose"]);
+    // --share-chunks: the filler is periodic, so many chunks are identical; computing each distinct
+    // chunk once gives the same answers (prefill times then are not those of ordinary text).
+    let args = Args::parse(USAGE, &["no-chat", "verbose", "share-chunks"]);
     let lengths: Vec<usize> = args.list("lengths", "2k,6k").iter().map(|s| parse_len(s)).collect();
     let depths: Vec<f64> = args
         .list("depths", "0.2,0.5,0.8")

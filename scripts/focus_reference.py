@@ -8,7 +8,12 @@ checked against transformers' own forward on the same weights.
 
 Usage:
   python3 scripts/focus_reference.py tiny            # tests/fixtures/focus/tiny-llama.{json,safetensors}
+  python3 scripts/focus_reference.py tiny-lora       # tests/fixtures/focus/tiny-llama-lora.{json,safetensors}
   python3 scripts/focus_reference.py smollm2 GGUF    # tests/fixtures/focus/smollm2.{json,safetensors}
+  python3 scripts/focus_reference.py smollm2 GGUF ADAPTER   # .../smollm2-adapter.{json,safetensors}
+
+A low-rank adapter (`beacon_*_proj.lora_a` [r, in], `.lora_b` [out, r], as training/train.py exports
+it) is merged here into full matrices W + lora_b @ lora_a; the engine applies it unmerged.
 
 Each golden holds, per decode mode, the logits of the last input position after prefill followed by
 the logits after each of `steps` greedy tokens (teacher-forced on the greedy choices), and the tokens.
@@ -129,6 +134,19 @@ class Reference:
             h = h + self.proj(torch.nn.functional.silu(gate) * up, L["down"], cand_rows, L["beacon_down"])
         logits = self.rmsnorm(h, self.norm) @ self.lm_head.T
         return logits, new_past
+
+
+def merge_lora(hf_model, adapter):
+    """Full candidate matrices from a low-rank adapter: beacon_x_proj = x_proj + lora_b @ lora_a."""
+    beacon = {}
+    for name, a in adapter.items():
+        if not name.endswith(".lora_a"):
+            continue
+        stem = name[: -len(".lora_a")]
+        layer, proj = stem.split(".self_attn.beacon_")
+        ordinary = hf_model.get_parameter(f"{layer}.self_attn.{proj}.weight").float()
+        beacon[stem + ".weight"] = ordinary + adapter[stem + ".lora_b"].float() @ a.float()
+    return beacon
 
 
 def concat_past(parts):
@@ -313,13 +331,51 @@ def tiny():
     write("tiny-llama", meta, tensors)
 
 
-def smollm2(gguf_path):
+def tiny_lora():
+    """The tiny model with a seeded low-rank adapter on q, k, v and o (rank 3)."""
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    d = os.path.join(ROOT, "tests", "fixtures", "tiny-llama")
+    hf = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    g = torch.Generator().manual_seed(12)
+    adapter = {}
+    for i, layer in enumerate(hf.model.layers):
+        for name in ["q", "k", "v", "o"]:
+            w = getattr(layer.self_attn, name + "_proj").weight
+            stem = f"model.layers.{i}.self_attn.beacon_{name}_proj"
+            adapter[stem + ".lora_a"] = torch.randn(3, w.shape[1], generator=g) / math.sqrt(w.shape[1])
+            adapter[stem + ".lora_b"] = 0.5 * w.std() * torch.randn(w.shape[0], 3, generator=g)
+    os.makedirs(OUT, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in adapter.items()}, os.path.join(OUT, "tiny-llama-lora-adapter.safetensors"))
+    ref = Reference(hf, merge_lora(hf, adapter))
+    text = "The grass is green. The sky is blue. The pass key is 52718. Remember it. " * 3 + "What is the pass key?"
+    ids = tok.encode(text).ids
+    L, S, Q, steps = 16, 12, 6, 5
+    bos = tok.token_to_id("<s>")
+    meta = {"model": "tiny-llama", "ids": ids, "local_window": L, "chunk_size": S, "query_len": Q, "steps": steps, "runs": []}
+    tensors = {}
+    for mode in ["exact", "cached_local"]:
+        gen, logits = run_mode(ref, ids, L, S, Q, [bos], "candidates_first", mode, steps)
+        meta["runs"].append({"name": mode + "_lora", "weights": "lora", "order": "candidates_first", "mode": mode, "greedy": gen})
+        tensors[mode + "_lora"] = logits
+        print(mode, gen)
+    write("tiny-llama-lora", meta, tensors)
+
+
+def smollm2(gguf_path, adapter_path=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     d, f = os.path.split(os.path.abspath(gguf_path))
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     hf = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32, attn_implementation="eager").eval()
-    ref = Reference(hf)
+    adapter = None
+    if adapter_path:
+        from safetensors.torch import load_file
+
+        adapter = load_file(adapter_path)
+    ref = Reference(hf, merge_lora(hf, adapter) if adapter else None)
     filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
     needle = "The pass key is 68341. Remember it. 68341 is the pass key. "
     body = filler * 250
@@ -329,18 +385,25 @@ def smollm2(gguf_path):
     print("input tokens:", len(ids))
     check_against_transformers(ref, hf, ids[:300], 2e-3)
     L, S, Q, steps = 1024, 1024, 256, 5
-    gen, logits = run_mode(ref, ids, L, S, Q, [], "candidates_first", "exact", steps)
-    print("exact greedy:", gen, repr(tok.decode(gen)))
+    # With an adapter: cached-local decoding, the mode the trainer's objective is (teacher-forced).
+    mode = "cached_local" if adapter else "exact"
+    gen, logits = run_mode(ref, ids, L, S, Q, [], "candidates_first", mode, steps)
+    print(mode, "greedy:", gen, repr(tok.decode(gen)))
     meta = {"model": "SmolLM2-135M-Instruct.Q4_1.gguf", "ids": ids, "local_window": L, "chunk_size": S,
             "query_len": Q, "steps": steps,
-            "runs": [{"name": "exact", "weights": "copied", "order": "candidates_first", "mode": "exact", "greedy": gen}]}
-    write("smollm2", meta, {"exact": logits})
+            "runs": [{"name": mode, "weights": "adapter" if adapter else "copied", "order": "candidates_first",
+                      "mode": mode, "greedy": gen}]}
+    if adapter:
+        meta["adapter"] = os.path.basename(adapter_path)
+    write("smollm2-adapter" if adapter else "smollm2", meta, {mode: logits})
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "tiny":
         tiny()
+    elif sys.argv[1] == "tiny-lora":
+        tiny_lora()
     elif sys.argv[1] == "smollm2":
-        smollm2(sys.argv[2])
+        smollm2(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
     else:
         sys.exit(__doc__)

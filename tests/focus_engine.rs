@@ -171,3 +171,111 @@ fn candidate_projections_load_from_the_checkpoint_or_an_adapter_file() {
     common::focus_golden::check_run(p.model(), &g, run, 3, TOL);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The tiny model with the reference's low-rank adapter (`lora_a`/`lora_b` on q, k, v and o).
+fn tiny_lora_model() -> focusllm::Pipeline<focusllm::cpu::CpuBackend> {
+    let mut p = load("tiny-llama");
+    let n = p.load_adapter(fixture_dir("focus").join("tiny-llama-lora-adapter.safetensors")).unwrap();
+    assert_eq!(n, 4 * p.model().config().num_layers);
+    p
+}
+
+#[test]
+fn low_rank_adapter_matches_reference() {
+    // The reference merges W + lora_b @ lora_a into full matrices; the engine applies the delta unmerged.
+    let g = golden("tiny-llama-lora");
+    let p = tiny_lora_model();
+    assert_eq!(g.runs.len(), 2);
+    for run in &g.runs {
+        for chunk_batch in [1, 4] {
+            common::focus_golden::check_run(p.model(), &g, run, chunk_batch, TOL);
+        }
+    }
+    // And it is not the copied projections' result.
+    let copied = tiny_model(false);
+    let (_, with) = focus::prefill(p.model(), &g.ids, &g.config, Control::default()).unwrap();
+    let (_, without) = focus::prefill(copied.model(), &g.ids, &g.config, Control::default()).unwrap();
+    assert!(max_abs_diff(&with, &without) > 1e-2);
+}
+
+/// Writes an adapter file holding `tensors` (name, shape; zeros) and tries to load it.
+fn load_bad_adapter(tensors: &[(&str, Vec<usize>)]) -> focusllm::Result<usize> {
+    let data: Vec<Vec<u8>> = tensors.iter().map(|(_, s)| vec![0u8; 4 * s.iter().product::<usize>()]).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .zip(&data)
+        .map(|((name, shape), bytes)| {
+            (name.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).unwrap())
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("focusllm-bad-adapter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{}.safetensors", tensors.len()));
+    safetensors::serialize_to_file(views, None, &file).unwrap();
+    let mut p = load("tiny-llama");
+    let result = p.load_adapter(&file);
+    std::fs::remove_file(&file).ok();
+    result
+}
+
+#[test]
+fn bad_low_rank_adapters_are_typed_errors() {
+    let p = load("tiny-llama");
+    let (h, kvd) = (p.model().config().hidden_size, p.model().config().kv_dim());
+    let k = "model.layers.0.self_attn.beacon_k_proj";
+    let (a, b, w) = (format!("{k}.lora_a"), format!("{k}.lora_b"), format!("{k}.weight"));
+    // lora_a without lora_b.
+    let e = load_bad_adapter(&[(&a, vec![2, h])]).unwrap_err();
+    assert!(matches!(&e, focusllm::Error::MissingTensor { name, .. } if *name == b), "{e}");
+    // Ranks that disagree.
+    let e = load_bad_adapter(&[(&a, vec![2, h]), (&b, vec![kvd, 3])]).unwrap_err();
+    assert!(matches!(&e, focusllm::Error::TensorShape { name, .. } if *name == b), "{e}");
+    // lora_a of the wrong input width.
+    let e = load_bad_adapter(&[(&a, vec![2, h + 1]), (&b, vec![kvd, 2])]).unwrap_err();
+    assert!(matches!(&e, focusllm::Error::TensorShape { name, .. } if *name == a), "{e}");
+    // A full matrix and a delta for the same projection.
+    let e = load_bad_adapter(&[(&a, vec![2, h]), (&b, vec![kvd, 2]), (&w, vec![kvd, h])]).unwrap_err();
+    assert!(matches!(&e, focusllm::Error::InvalidConfig { key, .. } if *key == w), "{e}");
+    // A well-formed one loads.
+    assert_eq!(load_bad_adapter(&[(&a, vec![2, h]), (&b, vec![kvd, 2])]).unwrap(), 1);
+}
+
+#[test]
+fn sharing_identical_chunks_is_exact() {
+    // A periodic input (period 4 divides S = 12): most chunks are identical, one holds a "needle".
+    let p = tiny_model(true);
+    let g = golden("tiny-llama");
+    let mut ids: Vec<u32> = std::iter::once(g.ids[0]).chain([40u32, 41, 42, 43].iter().copied().cycle().take(96)).collect();
+    ids[50] = 77;
+    ids.extend_from_slice(&g.ids[g.ids.len() - 20..]);
+    for mode in [DecodeMode::Exact, DecodeMode::CachedLocal, DecodeMode::FrozenMemory, DecodeMode::MinEntropy] {
+        let run = |share: bool| {
+            let config = FocusConfig { decode: mode, share_identical_chunks: share, chunk_batch: 2, ..g.config.clone() };
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+            let sink = seen.clone();
+            let control = Control {
+                cancel: None,
+                progress: Some(focusllm::ProgressCallback::new(move |pr| {
+                    if let focusllm::Progress::Prefill { total, .. } = pr {
+                        *sink.lock().unwrap() = total;
+                    }
+                })),
+            };
+            let (mut decoder, logits) = focus::prefill(p.model(), &ids, &config, control).unwrap();
+            let mut all = vec![logits];
+            for t in [5u32, 9, 13] {
+                all.push(decoder.step(t).unwrap());
+            }
+            let total = *seen.lock().unwrap();
+            (all, total)
+        };
+        let (shared, shared_total) = run(true);
+        let (separate, separate_total) = run(false);
+        // Equal up to summation order (the batches of the products differ).
+        for (a, b) in shared.iter().zip(&separate) {
+            assert!(max_abs_diff(a, b) < 1e-5, "{mode:?}: {}", max_abs_diff(a, b));
+        }
+        // 8 memory chunks: the needle's own, the one after the BOS, and the identical rest once.
+        assert!(shared_total < separate_total, "{mode:?}: {shared_total} vs {separate_total} forwards");
+    }
+}

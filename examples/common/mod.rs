@@ -76,7 +76,7 @@ impl Args {
         let mut llm = focusllm::Llm::load(&path, self.device()).unwrap_or_else(|e| fail("", &e.to_string()));
         if let Some(adapter) = self.get("adapter") {
             let n = llm.load_adapter(adapter).unwrap_or_else(|e| fail("", &e.to_string()));
-            eprintln!("adapter {adapter}: {n} candidate projection matrices");
+            eprintln!("adapter {adapter}: {n} candidate projections");
         }
         (llm, path)
     }
@@ -92,7 +92,7 @@ impl Args {
 
     /// The FocusLLM flags: `--local`, `--chunk`, `--query`, `--threshold`, `--chunk-batch`,
     /// `--order candidates-first|sink-first`, `--prefix auto|none|header` (header = `header_len`
-    /// tokens of the prompt), and the decode mode given.
+    /// tokens of the prompt), `--share-chunks` (identical chunks computed once), and the decode mode given.
     pub fn focus(&self, mode: DecodeMode, header_len: usize) -> FocusConfig {
         let d = FocusConfig::default();
         FocusConfig {
@@ -113,6 +113,7 @@ impl Args {
                 "header" => Prefix::PromptHead(header_len),
                 other => fail("", &format!("--prefix: unknown {other:?} (auto, none, header)")),
             },
+            share_identical_chunks: self.has("share-chunks"),
             ..d
         }
     }

@@ -185,7 +185,15 @@ impl Backend for CpuBackend {
         check(src.cols == dst.cols && rows.end <= src.rows, || {
             format!("append_rows: rows {rows:?} of [{}, {}] onto width {}", src.rows, src.cols, dst.cols)
         })?;
-        dst.data.extend_from_slice(&src.data[rows.start * src.cols..rows.end * src.cols]);
+        let add = &src.data[rows.start * src.cols..rows.end * src.cols];
+        if dst.data.capacity() - dst.data.len() < add.len() {
+            // Grow by an eighth (at least 64 rows), not the doubling `Vec` would do: the caches of
+            // many long chunks each gain a row or two per generated token, and doubling them all
+            // on the first token would double the memory of exact decoding.
+            let slack = (dst.rows / 8).max(64) * dst.cols;
+            dst.data.reserve_exact(add.len() + slack);
+        }
+        dst.data.extend_from_slice(add);
         dst.rows += rows.len();
         Ok(())
     }

@@ -104,6 +104,10 @@ pub struct FocusConfig {
     pub prefix: Prefix,
     /// Where the candidates go in the local forward.
     pub order: CandidateOrder,
+    /// Computes chunks with identical tokens once and shares the result (exact: identical chunks
+    /// give identical candidates). Off by default: ordinary text never repeats a whole chunk; it
+    /// pays on synthetic inputs with periodic filler, such as the passkey evaluation.
+    pub share_identical_chunks: bool,
 }
 
 impl Default for FocusConfig {
@@ -118,6 +122,7 @@ impl Default for FocusConfig {
             chunk_batch: 4,
             prefix: Prefix::Auto,
             order: CandidateOrder::CandidatesFirst,
+            share_identical_chunks: false,
         }
     }
 }

@@ -90,18 +90,47 @@ fn min_entropy(candidates: Vec<Vec<f32>>) -> Vec<f32> {
     best.map(|(_, l)| l).unwrap_or_default()
 }
 
+/// Which chunks are computed: `(distinct, of)` where `distinct` lists the chunks that run and
+/// `of[c]` is the index into `distinct` whose result chunk `c` takes. Without sharing every chunk runs.
+fn distinct_chunks(chunks: &[&[u32]], share: bool) -> (Vec<usize>, Vec<usize>) {
+    if !share {
+        return ((0..chunks.len()).collect(), (0..chunks.len()).collect());
+    }
+    let mut first: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+    let mut distinct = Vec::new();
+    let of = chunks
+        .iter()
+        .enumerate()
+        .map(|(c, tokens)| {
+            *first.entry(*tokens).or_insert_with(|| {
+                distinct.push(c);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, of)
+}
+
+/// Every chunk's candidates, in chunk order, from the distinct chunks' ones.
+fn per_chunk<B: Backend>(distinct: Vec<KvCache<B>>, of: &[usize]) -> Vec<KvCache<B>> {
+    if distinct.is_empty() || (of.len() == distinct.len() && of.iter().enumerate().all(|(c, &d)| c == d)) {
+        return distinct;
+    }
+    of.iter().map(|&d| distinct[d].clone()).collect()
+}
+
 /// Refuses, with a typed error, a prefill whose kept chunk caches cannot fit in the backend's memory.
-fn check_memory<B: Backend>(model: &Model<B>, plan: &Plan, mode: DecodeMode) -> Result<()> {
+fn check_memory<B: Backend>(model: &Model<B>, chunks: &[&[u32]], plan: &Plan, mode: DecodeMode) -> Result<()> {
     if !mode.keeps_chunk_caches() {
         return Ok(());
     }
     let c = model.config();
     let per_token = (c.num_layers * c.kv_dim() * 2 * std::mem::size_of::<f32>()) as u64;
-    let tokens: u64 = plan.chunks.iter().map(|r| (r.len() + plan.query.len()) as u64).sum();
+    let tokens: u64 = chunks.iter().map(|r| (r.len() + plan.query.len()) as u64).sum();
     let needed = tokens * per_token;
     match model.backend().memory_available() {
         Some(available) if needed > available => Err(Error::OutOfMemory {
-            what: format!("the raw key/value caches of {} chunks ({} decoding; the frozen mode keeps none)", plan.chunks.len(), mode.name()),
+            what: format!("the raw key/value caches of {} chunks ({} decoding; the frozen mode keeps none)", chunks.len(), mode.name()),
             needed,
             available,
         }),
@@ -109,9 +138,11 @@ fn check_memory<B: Backend>(model: &Model<B>, plan: &Plan, mode: DecodeMode) -> 
     }
 }
 
+/// Per decode mode, what generation keeps. `chunk_caches` holds the distinct chunks' raw caches;
+/// `of` maps every chunk to its distinct one.
 enum State<B: Backend> {
-    Exact { candidates: Vec<KvCache<B>>, chunk_caches: Vec<KvCache<B>>, local_tokens: Vec<u32> },
-    CachedLocal { chunk_caches: Vec<KvCache<B>>, local: KvCache<B>, candidates_at: usize },
+    Exact { candidates: Vec<KvCache<B>>, chunk_caches: Vec<KvCache<B>>, of: Vec<usize>, local_tokens: Vec<u32> },
+    CachedLocal { chunk_caches: Vec<KvCache<B>>, of: Vec<usize>, local: KvCache<B>, candidates_at: usize },
     Frozen { local: KvCache<B> },
     MinEntropy { chunk_caches: Vec<KvCache<B>>, local: KvCache<B> },
 }
@@ -137,9 +168,11 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
         config: &FocusConfig,
         control: Control,
     ) -> Result<(Self, Vec<f32>)> {
-        let chunks: Vec<&[u32]> = plan.chunks.iter().map(|r| &tokens[r.clone()]).collect();
+        let all: Vec<&[u32]> = plan.chunks.iter().map(|r| &tokens[r.clone()]).collect();
+        let (distinct, of) = distinct_chunks(&all, config.share_identical_chunks);
+        let chunks: Vec<&[u32]> = distinct.iter().map(|&c| all[c]).collect();
         let mode = config.decode;
-        check_memory(model, plan, mode)?;
+        check_memory(model, &chunks, plan, mode)?;
         let min_entropy_mode = mode == DecodeMode::MinEntropy;
         let spec = CondenseSpec {
             chunks,
@@ -150,6 +183,7 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
             batch: config.chunk_batch,
         };
         let Condensed { candidates, chunk_caches, last_logits } = condense(model, &spec, &control)?;
+        let candidates = per_chunk(candidates, &of);
         if control.cancelled() {
             return Err(Error::Cancelled);
         }
@@ -164,18 +198,18 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
             }
             DecodeMode::Exact => {
                 let (_, logits, _) = local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
-                (State::Exact { candidates, chunk_caches, local_tokens: plan.local_tokens.clone() }, logits)
+                (State::Exact { candidates, chunk_caches, of, local_tokens: plan.local_tokens.clone() }, logits)
             }
             DecodeMode::CachedLocal => {
                 let (local, logits, at) = local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
-                (State::CachedLocal { chunk_caches, local, candidates_at: at }, logits)
+                (State::CachedLocal { chunk_caches, of, local, candidates_at: at }, logits)
             }
             DecodeMode::FrozenMemory => {
                 let (local, logits, _) = local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
                 (State::Frozen { local }, logits)
             }
         };
-        let total = plan.chunks.len() + 1;
+        let total = spec.chunks.len() + 1;
         control.report(crate::generation::Progress::Prefill { done: total, total });
         let prev = *tokens.last().expect("a planned input is not empty");
         Ok((FocusDecoder { model, config: config.clone(), prefix_len, control, prev, state }, logits))
@@ -189,14 +223,14 @@ impl<B: Backend> Decoder for FocusDecoder<'_, B> {
         let batch = self.config.chunk_batch;
         let prev = std::mem::replace(&mut self.prev, token);
         match &mut self.state {
-            State::Exact { candidates, chunk_caches, local_tokens } => {
-                *candidates = refresh_candidates(model, chunk_caches, prev, token, batch, &self.control)?;
+            State::Exact { candidates, chunk_caches, of, local_tokens } => {
+                *candidates = per_chunk(refresh_candidates(model, chunk_caches, prev, token, batch, &self.control)?, of);
                 local_tokens.push(token);
                 let (_, logits, _) = local_forward(model, candidates, local_tokens, self.prefix_len, self.config.order)?;
                 Ok(logits)
             }
-            State::CachedLocal { chunk_caches, local, candidates_at } => {
-                let fresh = refresh_candidates(model, chunk_caches, prev, token, batch, &self.control)?;
+            State::CachedLocal { chunk_caches, of, local, candidates_at } => {
+                let fresh = per_chunk(refresh_candidates(model, chunk_caches, prev, token, batch, &self.control)?, of);
                 let fresh = KvCache::concat(model.backend(), &fresh.iter().collect::<Vec<_>>())?;
                 local.overwrite(model.backend(), *candidates_at, &fresh)?;
                 Ok(model.forward_one(&[token], local, LogitsFor::Last)?.data)

@@ -4,7 +4,7 @@
 use crate::backend::Backend;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::model::{Attention, CandidateProjections, Layer, Linear, Mlp, Model};
+use crate::model::{Attention, CandidateLinear, CandidateProjections, Layer, Linear, Mlp, Model};
 use crate::weights::WeightSource;
 
 /// One tensor the configuration requires, with the shape it must have.
@@ -116,8 +116,10 @@ impl<B: Backend> Model<B> {
     }
 
     /// Loads candidate projections (`beacon_{q,k,v,o}_proj`, optionally `mlp.beacon_{up,down}_proj`)
-    /// from `source` where present; absent ones stay copies of the ordinary projections (no memory
-    /// is duplicated for them). Returns how many projection matrices were loaded.
+    /// from `source` where present, each as a full `.weight` or as a low-rank delta `.lora_a`
+    /// `[rank, in]` plus `.lora_b` `[out, rank]` over the ordinary projection; absent ones stay
+    /// copies of the ordinary projections (no memory is duplicated for them). Returns how many
+    /// projections were loaded.
     pub fn load_candidate_projections(&mut self, source: &dyn WeightSource) -> Result<usize> {
         let config = &self.config;
         let (h, i, qd, kvd) = (config.hidden_size, config.intermediate_size, config.q_dim(), config.kv_dim());
@@ -134,16 +136,10 @@ impl<B: Backend> Model<B> {
                 (format!("{p}.mlp.beacon_up_proj"), [i, h], false),
                 (format!("{p}.mlp.beacon_down_proj"), [h, i], false),
             ];
-            let mut slots: [Option<Linear<B>>; 6] = Default::default();
+            let mut slots: [Option<CandidateLinear<B>>; 6] = Default::default();
             for (slot, (prefix, shape, bias)) in slots.iter_mut().zip(specs) {
-                let name = format!("{prefix}.weight");
-                let Some(found) = source.shape(&name) else { continue };
-                if found != shape {
-                    return Err(Error::TensorShape { name, expected: shape.to_vec(), found });
-                }
-                let has_bias = bias && source.shape(&format!("{prefix}.bias")).is_some();
-                *slot = Some(linear(&self.backend, source, &prefix, has_bias)?);
-                loaded += 1;
+                *slot = candidate_linear(&self.backend, source, &prefix, shape, bias)?;
+                loaded += usize::from(slot.is_some());
             }
             let [q, k, v, o, up, down] = slots;
             new_layers.push(CandidateProjections { q, k, v, o, up, down });
@@ -152,5 +148,47 @@ impl<B: Backend> Model<B> {
             layer.candidate = candidate;
         }
         Ok(loaded)
+    }
+}
+
+/// One candidate projection from `source`: a full matrix `{prefix}.weight` (`shape` = `[out, in]`),
+/// a low-rank delta `{prefix}.lora_a` / `{prefix}.lora_b`, or `None` when neither is there.
+fn candidate_linear<B: Backend>(
+    backend: &B,
+    source: &dyn WeightSource,
+    prefix: &str,
+    shape: [usize; 2],
+    bias: bool,
+) -> Result<Option<CandidateLinear<B>>> {
+    let [out, inp] = shape;
+    let weight = format!("{prefix}.weight");
+    let (a_name, b_name) = (format!("{prefix}.lora_a"), format!("{prefix}.lora_b"));
+    let missing = |name: String| Error::MissingTensor { name, location: source.location().to_path_buf() };
+    match (source.shape(&weight), source.shape(&a_name), source.shape(&b_name)) {
+        (None, None, None) => Ok(None),
+        (Some(found), None, None) => {
+            if found != shape {
+                return Err(Error::TensorShape { name: weight, expected: shape.to_vec(), found });
+            }
+            let has_bias = bias && source.shape(&format!("{prefix}.bias")).is_some();
+            Ok(Some(CandidateLinear::Full(linear(backend, source, prefix, has_bias)?)))
+        }
+        (None, Some(a), Some(b)) => {
+            let rank = a.first().copied().unwrap_or(0).max(1);
+            if a != [rank, inp] {
+                return Err(Error::TensorShape { name: a_name, expected: vec![rank, inp], found: a });
+            }
+            if b != [out, rank] {
+                return Err(Error::TensorShape { name: b_name, expected: vec![out, rank], found: b });
+            }
+            Ok(Some(CandidateLinear::LowRank { a: upload(backend, source, &a_name)?, b: upload(backend, source, &b_name)? }))
+        }
+        (None, Some(_), None) => Err(missing(b_name)),
+        (None, None, Some(_)) => Err(missing(a_name)),
+        (Some(_), _, _) => Err(Error::InvalidConfig {
+            key: weight,
+            value: "a full matrix beside lora_a/lora_b".to_string(),
+            reason: "a candidate projection is given either in full or as a low-rank delta".to_string(),
+        }),
     }
 }

@@ -50,21 +50,35 @@ pub struct Mlp<B: Backend> {
     pub down: Linear<B>,
 }
 
+/// One candidate projection: a matrix of its own, or the ordinary projection plus a low-rank delta.
+pub enum CandidateLinear<B: Backend> {
+    /// A full `beacon_*_proj.weight` (and bias), as a trained FocusLLM checkpoint ships it.
+    Full(Linear<B>),
+    /// The ordinary projection plus `lora_b · lora_a`, as the project's trainer exports it; applied
+    /// unmerged (two thin products on the candidate rows), so the ordinary weight is not copied.
+    LowRank {
+        /// `lora_a`, `[rank, in]`.
+        a: B::Weight,
+        /// `lora_b`, `[out, rank]`.
+        b: B::Weight,
+    },
+}
+
 /// FocusLLM's candidate projections of one layer; `None` means "same as the ordinary one"
 /// (training-free mode, with no memory duplicated).
 pub struct CandidateProjections<B: Backend> {
     /// `beacon_q_proj`.
-    pub q: Option<Linear<B>>,
+    pub q: Option<CandidateLinear<B>>,
     /// `beacon_k_proj`.
-    pub k: Option<Linear<B>>,
+    pub k: Option<CandidateLinear<B>>,
     /// `beacon_v_proj`.
-    pub v: Option<Linear<B>>,
+    pub v: Option<CandidateLinear<B>>,
     /// `beacon_o_proj`.
-    pub o: Option<Linear<B>>,
+    pub o: Option<CandidateLinear<B>>,
     /// `mlp.beacon_up_proj`.
-    pub up: Option<Linear<B>>,
+    pub up: Option<CandidateLinear<B>>,
     /// `mlp.beacon_down_proj`.
-    pub down: Option<Linear<B>>,
+    pub down: Option<CandidateLinear<B>>,
 }
 
 impl<B: Backend> Default for CandidateProjections<B> {
@@ -255,16 +269,24 @@ impl<B: Backend> Model<B> {
         &self,
         x: &B::Tensor,
         ordinary: &Linear<B>,
-        candidate: Option<&Linear<B>>,
+        candidate: Option<&CandidateLinear<B>>,
         candidate_rows: &[usize],
     ) -> Result<B::Tensor> {
         let b = &self.backend;
         let mut y = ordinary.forward(b, x)?;
-        if let (Some(cand), false) = (candidate, candidate_rows.is_empty()) {
-            let parts: Vec<_> = candidate_rows.iter().map(|&r| RowSlice { tensor: x, rows: r..r + 1 }).collect();
-            let xc = b.gather_rows(&parts)?;
-            let yc = cand.forward(b, &xc)?;
-            b.scatter_rows(&mut y, candidate_rows, &yc)?;
+        match (candidate, candidate_rows.is_empty()) {
+            (None, _) | (_, true) => {}
+            (Some(CandidateLinear::Full(cand)), false) => {
+                let xc = gather(b, x, candidate_rows)?;
+                let yc = cand.forward(b, &xc)?;
+                b.scatter_rows(&mut y, candidate_rows, &yc)?;
+            }
+            (Some(CandidateLinear::LowRank { a, b: up }), false) => {
+                let xc = gather(b, x, candidate_rows)?;
+                let delta = b.linear(&b.linear(&xc, a, None)?, up, None)?;
+                let yc = b.add(&gather(b, &y, candidate_rows)?, &delta)?;
+                b.scatter_rows(&mut y, candidate_rows, &yc)?;
+            }
         }
         Ok(y)
     }
@@ -374,4 +396,10 @@ impl<B: Backend> Model<B> {
         }
         Ok(out)
     }
+}
+
+/// The given rows of `x`, packed.
+fn gather<B: Backend>(b: &B, x: &B::Tensor, rows: &[usize]) -> Result<B::Tensor> {
+    let parts: Vec<_> = rows.iter().map(|&r| RowSlice { tensor: x, rows: r..r + 1 }).collect();
+    b.gather_rows(&parts)
 }

@@ -1,38 +1,55 @@
 //! The passkey retrieval test, the project's main job: hide a 5-digit pass key at a chosen depth of
-//! a long repetitive text and ask the model for it, with plain attention and with FocusLLM in each
-//! decode mode. Prints an accuracy table (length x depth) with prefill time and peak memory.
+//! a long repetitive text and ask the model for it, with plain attention, with FocusLLM in each
+//! decode mode (copied, untrained candidate projections) and with FocusLLM and a trained adapter.
+//! Prints an accuracy table (length x depth) with prefill time and peak memory.
 //!
-//! cargo run --release --example passkey -- [--lengths 2k,8k,16k] [--depths 0.2,0.5,0.8] [--seeds 1]
-//!     [--modes plain,focus-cached] [--local 2048] [--chunk 2048] [--query 512] [--chunk-batch 4]
-//!     [--order candidates-first|sink-first] [--prefix auto|none|header] [--no-chat] [--share-chunks]
-//!     [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--adapter FILE] [--verbose]
+//! cargo run --release --example passkey -- [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [--seeds 1]
+//!     [--modes plain,focus-cached,adapter-cached] [--plain-max 8k] [--local 512] [--chunk 512]
+//!     [--query 256] [--chunk-batch 4] [--order candidates-first|sink-first] [--prefix auto|none|header]
+//!     [--no-chat] [--no-share-chunks] [--device cpu|wgpu|cuda] [--threads N] [--model PATH]
+//!     [--adapter FILE] [--verbose]
+//!
+//! FocusLLM defaults here are those the shipped adapter was trained with (L = S = 512, Q = 256), not
+//! the official 2048/2048/512 (pass `--local 2048 --chunk 2048 --query 512` for those). `adapter-*`
+//! modes load `--adapter FILE`, by default the repository's adapter for the default model.
 
 mod common;
 
 use std::time::Instant;
 
-use common::{chat_prompt, fail, peak_rss_mib, reset_peak_rss, Args};
-use focusllm::{DecodeMode, GenerateOptions, Llm};
+use std::path::PathBuf;
 
-const USAGE: &str = "usage: passkey [--lengths 2k,6k] [--depths 0.1,0.5,0.9] [--seeds N] [--modes plain,focus-exact,focus-cached,focus-frozen,focus-min-entropy]
+use common::{chat_prompt, fail, peak_rss_mib, reset_peak_rss, Args};
+use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Llm};
+
+const USAGE: &str = "usage: passkey [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [--seeds N] [--plain-max 8k]
+               [--modes plain,focus-exact,focus-cached,focus-frozen,focus-min-entropy,adapter-cached,adapter-exact,...]
                [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N] [--order candidates-first|sink-first]
-               [--prefix auto|none|header] [--no-chat] [--share-chunks] [--device cpu|wgpu|cuda] [--threads N] [--model PATH] [--adapter FILE] [--verbose]";
+               [--prefix auto|none|header] [--no-chat] [--no-share-chunks] [--device cpu|wgpu|cuda] [--threads N]
+               [--model PATH] [--adapter FILE] [--verbose]";
+
+/// The adapter trained for the default model (`training/`), in the repository.
+const SHIPPED_ADAPTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/SmolLM2-135M-Instruct.focus-lora.safetensors");
 
 const FILLER: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
-/// A mode of the table: plain attention or FocusLLM with a decode mode.
+/// A mode of the table: plain attention, or FocusLLM with a decode mode and copied (untrained) or
+/// the adapter's candidate projections.
 #[derive(Clone, Copy)]
 enum Mode {
     Plain,
     Focus(DecodeMode),
+    Adapter(DecodeMode),
 }
 
 impl Mode {
     fn parse(s: &str) -> Mode {
+        let decode = |m: &str| DecodeMode::parse(m).unwrap_or_else(|_| fail(USAGE, &format!("unknown mode {s:?}")));
         match s {
             "plain" => Mode::Plain,
-            other => match other.strip_prefix("focus-").map(DecodeMode::parse) {
-                Some(Ok(m)) => Mode::Focus(m),
+            other => match (other.strip_prefix("focus-"), other.strip_prefix("adapter-")) {
+                (Some(m), _) => Mode::Focus(decode(m)),
+                (_, Some(m)) => Mode::Adapter(decode(m)),
                 _ => fail(USAGE, &format!("unknown mode {other:?}")),
             },
         }
@@ -42,6 +59,7 @@ impl Mode {
         match self {
             Mode::Plain => "plain".into(),
             Mode::Focus(m) => format!("focus-{}", m.name()),
+            Mode::Adapter(m) => format!("focus-{} + adapter", m.name()),
         }
     }
 }
@@ -93,18 +111,28 @@ struct Cell {
 fn main() {
     // --share-chunks: the filler is periodic, so many chunks are identical; computing each distinct
     // chunk once gives the same answers (prefill times then are not those of ordinary text).
-    let args = Args::parse(USAGE, &["no-chat", "verbose", "share-chunks"]);
-    let lengths: Vec<usize> = args.list("lengths", "2k,6k").iter().map(|s| parse_len(s)).collect();
+    let args = Args::parse(USAGE, &["no-chat", "verbose", "share-chunks", "no-share-chunks"]);
+    let lengths: Vec<usize> = args.list("lengths", "4k,16k").iter().map(|s| parse_len(s)).collect();
+    let plain_max = parse_len(args.get("plain-max").unwrap_or("8k"));
     let depths: Vec<f64> = args
         .list("depths", "0.2,0.5,0.8")
         .iter()
         .map(|d| d.parse().unwrap_or_else(|_| fail(USAGE, &format!("bad depth {d:?}"))))
         .collect();
     let seeds: u64 = args.num("seeds", 1);
-    let modes: Vec<Mode> = args.list("modes", "plain,focus-cached").iter().map(|m| Mode::parse(m)).collect();
+    let modes: Vec<Mode> = args.list("modes", "plain,focus-cached,adapter-cached").iter().map(|m| Mode::parse(m)).collect();
     let chat = !args.has("no-chat");
     let verbose = args.has("verbose");
-    let (llm, model_path) = args.load_llm();
+    let model_path = args.model();
+    let llm = args.load_with(&model_path, None);
+    let adapted = modes.iter().any(|m| matches!(m, Mode::Adapter(_))).then(|| {
+        let adapter = match (args.get("adapter"), args.get("model")) {
+            (Some(file), _) => PathBuf::from(file),
+            (None, None) => PathBuf::from(SHIPPED_ADAPTER),
+            (None, Some(_)) => fail(USAGE, "adapter-* modes with --model need --adapter FILE (the shipped one is for the default model)"),
+        };
+        args.load_with(&model_path, Some(&adapter))
+    });
     eprintln!(
         "model {} ({} layers, window {}), device {:?}",
         model_path.display(),
@@ -112,11 +140,23 @@ fn main() {
         llm.config().max_position_embeddings,
         args.device()
     );
+    // The sizes the shipped adapter was trained with; identical chunks (the filler is periodic)
+    // computed once, which changes no answer but makes prefill times those of this synthetic input.
+    let focus_defaults = FocusConfig { local_window: 512, chunk_size: 512, query_len: Some(256), share_identical_chunks: true, ..FocusConfig::default() };
 
     println!("| mode | tokens | {} | prefill s (mean) | peak RSS MiB |", depths.iter().map(|d| format!("depth {d}")).collect::<Vec<_>>().join(" | "));
     println!("|---|---|{}---|---|", "---|".repeat(depths.len()));
     for &mode in &modes {
         for &length in &lengths {
+            if matches!(mode, Mode::Plain) && length > plain_max {
+                let skipped = vec!["-"; depths.len()].join(" | ");
+                println!("| plain | ~{length} (skipped: over --plain-max) | {skipped} | - | - |");
+                continue;
+            }
+            let model = match (mode, &adapted) {
+                (Mode::Adapter(_), Some(adapted)) => adapted,
+                _ => &llm,
+            };
             let mut cells: Vec<Cell> = depths.iter().map(|_| Cell { correct: 0, total: 0 }).collect();
             let mut prefill_secs = Vec::new();
             let mut actual_len = 0;
@@ -124,15 +164,15 @@ fn main() {
             for (di, &depth) in depths.iter().enumerate() {
                 for seed in 0..seeds {
                     let key = pass_key(seed, length, depth);
-                    let (ids, header_len) = build_prompt(&llm, chat, length, depth, key);
+                    let (ids, header_len) = build_prompt(model, chat, length, depth, key);
                     actual_len = ids.len();
                     let focus = match mode {
                         Mode::Plain => None,
-                        Mode::Focus(m) => Some(args.focus(m, header_len)),
+                        Mode::Focus(m) | Mode::Adapter(m) => Some(args.focus_over(focus_defaults.clone(), m, header_len)),
                     };
                     let options = GenerateOptions { max_tokens: 8, focus, ..Default::default() };
                     let start = Instant::now();
-                    let mut stream = llm.generate_ids(&ids, &options).unwrap_or_else(|e| fail("", &e.to_string()));
+                    let mut stream = model.generate_ids(&ids, &options).unwrap_or_else(|e| fail("", &e.to_string()));
                     let mut answer = String::new();
                     let mut first = true;
                     for tok in stream.by_ref() {
@@ -155,5 +195,16 @@ fn main() {
             let row: Vec<String> = cells.iter().map(|c| format!("{}/{}", c.correct, c.total)).collect();
             println!("| {} | {} | {} | {:.1} | {:.0} |", mode.name(), actual_len, row.join(" | "), mean, peak_rss_mib());
         }
+    }
+    if modes.iter().any(|m| !matches!(m, Mode::Plain)) {
+        let c = args.focus_over(focus_defaults, DecodeMode::Exact, 0);
+        println!(
+            "\nFocusLLM rows: local window {}, chunk size {}, query {}, threshold {}; identical chunks {}.",
+            c.local_window,
+            c.chunk_size,
+            c.query_len(),
+            c.threshold(),
+            if c.share_identical_chunks { "computed once (prefill times are not those of ordinary text)" } else { "each computed" }
+        );
     }
 }

@@ -6,7 +6,8 @@
    (which the reference merges into full matrices: a different computation of the same thing);
 2. autograd's gradient of the loss equals a finite difference (float64);
 3. the exported adapter file loads back equal, with the engine's tensor names and shapes;
-4. a few optimiser steps on one repetition example lower its loss (the adapter can learn).
+4. a few optimiser steps on one repetition example lower its loss (the adapter can learn);
+5. the bf16 base (what a GPU run uses) gives nearly the f32 loss, and its gradients reach the adapter.
 
 Usage: python3 training/selfcheck.py
 """
@@ -129,6 +130,16 @@ def main():
         opt.step()
     last = float(focus_loss(base, learner, ex))
     check("30 steps on one repetition example lower its loss", last < 0.8 * first, f"{first:.3f} -> {last:.3f}")
+
+    # 5. The bf16 path (GPU runs), here on the CPU.
+    base16 = Base(hf, dtype=torch.bfloat16)
+    learner.zero_grad(set_to_none=True)
+    loss16 = focus_loss(base16, learner, ex)
+    loss16.backward()
+    grads = [p.grad for p in learner.parameters() if p.grad is not None]
+    rel = abs(float(loss16) - last) / last
+    check("bf16 base: loss within 5% of f32", rel < 0.05, f"{float(loss16):.3f} vs {last:.3f}")
+    check("bf16 base: float32 gradients reach the adapter", bool(grads) and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads))
     print("selfcheck passed")
 
 

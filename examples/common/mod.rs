@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use focusllm::{CandidateOrder, DecodeMode, Device, FocusConfig, Prefix};
 
@@ -73,12 +73,17 @@ impl Args {
     /// Loads the model on the chosen device, with the candidate projections of `--adapter PATH`.
     pub fn load_llm(&self) -> (focusllm::Llm, PathBuf) {
         let path = self.model();
-        let mut llm = focusllm::Llm::load(&path, self.device()).unwrap_or_else(|e| fail("", &e.to_string()));
-        if let Some(adapter) = self.get("adapter") {
-            let n = llm.load_adapter(adapter).unwrap_or_else(|e| fail("", &e.to_string()));
-            eprintln!("adapter {adapter}: {n} candidate projections");
+        (self.load_with(&path, self.get("adapter").map(Path::new)), path)
+    }
+
+    /// Loads the model at `path` on the chosen device, with the candidate projections of `adapter`.
+    pub fn load_with(&self, path: &Path, adapter: Option<&Path>) -> focusllm::Llm {
+        let mut llm = focusllm::Llm::load(path, self.device()).unwrap_or_else(|e| fail("", &e.to_string()));
+        if let Some(adapter) = adapter {
+            let n = llm.load_adapter(adapter).unwrap_or_else(|e| fail("", &format!("{}: {e}", adapter.display())));
+            eprintln!("adapter {}: {n} candidate projections", adapter.display());
         }
-        (llm, path)
+        llm
     }
 
     /// `--device cpu|wgpu[:N]|cuda[:N]` and `--threads N`.
@@ -90,15 +95,20 @@ impl Args {
         }
     }
 
+    /// The FocusLLM flags over the official defaults (see [`Args::focus_over`]).
+    pub fn focus(&self, mode: DecodeMode, header_len: usize) -> FocusConfig {
+        self.focus_over(FocusConfig::default(), mode, header_len)
+    }
+
     /// The FocusLLM flags: `--local`, `--chunk`, `--query`, `--threshold`, `--chunk-batch`,
     /// `--order candidates-first|sink-first`, `--prefix auto|none|header` (header = `header_len`
-    /// tokens of the prompt), `--share-chunks` (identical chunks computed once), and the decode mode given.
-    pub fn focus(&self, mode: DecodeMode, header_len: usize) -> FocusConfig {
-        let d = FocusConfig::default();
+    /// tokens of the prompt), `--share-chunks` / `--no-share-chunks` (identical chunks computed
+    /// once), and the decode mode given; what is not given comes from `d`.
+    pub fn focus_over(&self, d: FocusConfig, mode: DecodeMode, header_len: usize) -> FocusConfig {
         FocusConfig {
             local_window: self.num("local", d.local_window),
             chunk_size: self.num("chunk", d.chunk_size),
-            query_len: self.get("query").map(|_| self.num("query", 0)),
+            query_len: self.get("query").map(|_| self.num("query", 0)).or(d.query_len),
             threshold: self.get("threshold").map(|_| self.num("threshold", 0)),
             chunk_batch: self.num("chunk-batch", d.chunk_batch),
             decode: mode,
@@ -113,7 +123,7 @@ impl Args {
                 "header" => Prefix::PromptHead(header_len),
                 other => fail("", &format!("--prefix: unknown {other:?} (auto, none, header)")),
             },
-            share_identical_chunks: self.has("share-chunks"),
+            share_identical_chunks: self.has("share-chunks") || (d.share_identical_chunks && !self.has("no-share-chunks")),
             ..d
         }
     }

@@ -2,7 +2,7 @@
 //! thread count, with peak memory; optionally FocusLLM prefill rows for long inputs. Prints a
 //! Markdown table (medians over `--runs`).
 //!
-//! cargo run --release --example bench -- [--threads 1,2] [--prefill 512,2048,8192] [--decode 64]
+//! cargo run --release --example bench -- [--threads 1,2] [--prefill 512,2048,8192|none] [--decode 64]
 //!     [--runs 3] [--focus-lengths 32k,128k --focus-modes frozen,exact] [--device cpu|wgpu|cuda] [--model PATH]
 
 mod common;
@@ -12,7 +12,7 @@ use std::time::Instant;
 use common::{fail, peak_rss_mib, reset_peak_rss, Args};
 use focusllm::{DecodeMode, Device, GenerateOptions, Llm};
 
-const USAGE: &str = "usage: bench [--threads 1,2] [--prefill 512,2048,8192] [--decode N] [--runs N]
+const USAGE: &str = "usage: bench [--threads 1,2] [--prefill 512,2048,8192|none] [--decode N (0: none)] [--runs N]
              [--focus-lengths 32k,128k] [--focus-modes frozen,exact] [--local N] [--chunk N]
              [--device cpu|wgpu|cuda] [--model PATH]";
 
@@ -69,7 +69,9 @@ fn main() {
     let model = args.model();
     let runs: usize = args.num("runs", 3);
     let decode_n: usize = args.num("decode", 64);
-    let prefill: Vec<usize> = args.list("prefill", "512,2048,8192").iter().map(|s| parse_len(s)).collect();
+    // `--prefill none` and `--decode 0` leave those rows out (for FocusLLM-only runs).
+    let prefill: Vec<usize> =
+        args.list("prefill", "512,2048,8192").iter().filter(|s| *s != "none").map(|s| parse_len(s)).collect();
     let threads: Vec<usize> = args.list("threads", "1,2").iter().map(|s| s.parse().unwrap_or_else(|_| fail(USAGE, "bad --threads"))).collect();
     let base_device = Device::parse(args.get("device").unwrap_or("cpu")).unwrap_or_else(|e| fail("", &e.to_string()));
     let devices: Vec<(String, Device)> = match base_device {
@@ -90,8 +92,10 @@ fn main() {
             let secs = median((0..runs).map(|_| time_prefill(&llm, &ids, None)).collect());
             println!("| {name} | prefill | {n} | {secs:.3} | {:.1} | {:.0} |", n as f64 / secs, peak_rss_mib());
         }
-        let tps = median((0..runs).map(|_| time_decode(&llm, decode_n)).collect());
-        println!("| {name} | decode | {decode_n} | {:.3} | {tps:.2} | {:.0} |", decode_n as f64 / tps, peak_rss_mib());
+        if decode_n > 0 {
+            let tps = median((0..runs).map(|_| time_decode(&llm, decode_n)).collect());
+            println!("| {name} | decode | {decode_n} | {:.3} | {tps:.2} | {:.0} |", decode_n as f64 / tps, peak_rss_mib());
+        }
 
         for len in args.list("focus-lengths", "").iter().map(|s| parse_len(s)) {
             for mode in args.list("focus-modes", "frozen,exact") {

@@ -1,7 +1,8 @@
 //! The passkey retrieval test, the project's main job: hide a 5-digit pass key at a chosen depth of
 //! a long repetitive text and ask the model for it, with plain attention, with FocusLLM in each
 //! decode mode (copied, untrained candidate projections) and with FocusLLM and a trained adapter.
-//! Prints an accuracy table (length x depth) with prefill time and peak memory.
+//! Prints an accuracy table (length x depth) with prefill time and peak memory. An answer is correct
+//! when the first number in it is the key.
 //!
 //! cargo run --release --example passkey -- [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [--seeds 1]
 //!     [--modes plain,focus-cached,adapter-cached] [--plain-max 8k] [--local 512] [--chunk 512]
@@ -103,6 +104,14 @@ fn build_prompt(llm: &Llm, chat: bool, length: usize, depth: f64, key: u32) -> (
     (tok.encode(&text).unwrap_or_else(|e| fail("", &e.to_string())), header_len)
 }
 
+/// The first run of digits in `answer`: the number the model gave (an answer is correct when it is
+/// the key itself, not the key with more digits after it).
+fn first_number(answer: &str) -> Option<&str> {
+    let start = answer.find(|c: char| c.is_ascii_digit())?;
+    let rest = &answer[start..];
+    Some(&rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())])
+}
+
 struct Cell {
     correct: usize,
     total: usize,
@@ -183,11 +192,16 @@ fn main() {
                         }
                         answer.push_str(&tok.text);
                     }
-                    let ok = answer.contains(&key.to_string());
+                    let ok = first_number(&answer) == Some(&*key.to_string());
                     cells[di].total += 1;
                     cells[di].correct += ok as usize;
                     if verbose {
-                        eprintln!("{} {} tokens depth {depth} key {key}: {:?} {}", mode.name(), ids.len(), answer, if ok { "ok" } else { "WRONG" });
+                        let verdict = match (ok, answer.contains(&key.to_string())) {
+                            (true, _) => "ok",
+                            (false, true) => "WRONG (the key's digits run on)",
+                            (false, false) => "WRONG",
+                        };
+                        eprintln!("{} {} tokens depth {depth} key {key}: {answer:?} {verdict}", mode.name(), ids.len());
                     }
                 }
             }

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# The prepared check of focusllm-cuda on a lent GPU machine, in two halves:
+# The prepared check of focusllm-cuda on a GPU machine that builds and downloads nothing, in two halves:
 #
 #   here (no GPU, no CUDA toolkit needed):   bash scripts/cuda_device_check.sh build
-#       builds the crate's test binaries with `cargo test --release -p focusllm-cuda --no-run`,
-#       strips them into .device-carry/cuda/ (git-ignored through .git/info/exclude), and prints
-#       what to carry and the one command to run there.
+#       builds the crate's test binaries (`cargo test --release -p focusllm-cuda --no-run`) and the
+#       `bench` and `random_model` examples with `--features cuda`, strips them into
+#       .device-carry/cuda/ (git-ignored through .git/info/exclude), writes the default model's
+#       config and tokenizer into .device-carry/model/ (its weights, 94 MiB, cannot travel), and
+#       prints the one command to run there.
 #
-#   there (the device tool's `run`, carry [".device-carry"]):   bash scripts/cuda_device_check.sh run
-#       finds the driver and libnvrtc.so.13 on that machine, runs every binary with
-#       FOCUSLLM_REQUIRE_CUDA=1 (a missing device fails instead of skipping) and prints a table of
-#       binary, tests passed / failed, seconds. Logs go to $OUT when the tool sets it.
+#   there (a copy of the repository with .device-carry/):   bash scripts/cuda_device_check.sh run
+#       1. makes random f16 weights shaped like the default model in .device-carry/model/;
+#       2. runs every test binary with FOCUSLLM_REQUIRE_CUDA=1 (a missing device fails instead of
+#          skipping) and FOCUSLLM_MODEL set to that model: the tiny fixtures against transformers'
+#          logits, and model_scale (greedy continuation and a 32K-token FocusLLM passkey input,
+#          CUDA against the CPU backend on the same weights);
+#       3. runs `bench` on CUDA (prefill 2K/8K/32K, decode, FocusLLM prefill at 32K and 128K) with
+#          the GPU's memory sampled by nvidia-smi, and on the CPU (all cores) for the ratio.
+#       Prints tables; everything goes to $OUT (summary.txt, tests.log, bench.log) when set.
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -45,10 +52,19 @@ for line in sys.stdin:
         strip "$bin_dir/$name" 2>/dev/null || true
     done < "$bin_dir/manifest.txt"
     cut -d' ' -f1 "$bin_dir/manifest.txt" > "$bin_dir/tests.txt"
-    echo "built into $carry/cuda (carry this folder; tests/fixtures travels with the working tree):"
-    (cd "$root" && du -sh "$carry" && ls -l "$carry/cuda")
+    cargo build --release --features cuda --example bench --example random_model
+    for name in bench random_model; do
+        cp "target/release/examples/$name" "$bin_dir/$name"
+        strip "$bin_dir/$name" 2>/dev/null || true
+    done
+    # The default model's shape and tokenizer; its weights are made on the GPU machine.
+    rm -rf "$root/$carry/model"
+    "$bin_dir/random_model" --out "$root/$carry/model" --dtype f16 --seed 1
+    rm -f "$root/$carry/model/model.safetensors"
+    echo "built into $carry (copy it with the repository; the tests read tests/fixtures):"
+    (cd "$root" && du -sh "$carry" && ls -l "$carry/cuda" "$carry/model")
     echo
-    echo "on the GPU machine, the device tool's run with carry [\"$carry\"] and timeout_s 420:"
+    echo "then, in a copy of the repository with $carry/ on the GPU machine (about 6 minutes):"
     echo "    bash scripts/cuda_device_check.sh run"
 }
 
@@ -83,6 +99,9 @@ run() {
     fi
     export LD_LIBRARY_PATH="${nvrtc:+$nvrtc:}/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}"
     export FOCUSLLM_REQUIRE_CUDA=1 FOCUSLLM_TEST_STRICT=1 FOCUSLLM_FIXTURES="$root/tests/fixtures" RUST_BACKTRACE=1
+    local model="$root/$carry/model"
+    export FOCUSLLM_MODEL="$model"
+    "$bin_dir/random_model" --like "$model" --out "$model" --dtype f16 --seed 1 2>&1 | tee "$out/bench.log"
     {
         echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
@@ -103,12 +122,46 @@ run() {
         { echo "==== $name (exit $rc)"; cat "$log"; } >> "$out/tests.log"
         rm -f "$log"
     done < "$bin_dir/tests.txt"
+    bench_all "$out" "$model"
     echo
     if [ "$status" -ne 0 ]; then
         echo "FAILURES (from $out/tests.log):"
         awk '/^==== / { show = ($0 !~ /\(exit 0\)$/) } show' "$out/tests.log" | grep -A8 -E '^==== |panicked' | head -150
     fi
     exit "$status"
+}
+
+# Peak of the GPU's used memory (MiB, whole device) while "$@" runs, sampled every 50 ms.
+with_gpu_memory() {
+    local samples
+    samples="$(mktemp)"
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$samples" 2>/dev/null &
+    local sampler=$!
+    "$@"
+    local rc=$?
+    kill "$sampler" 2>/dev/null
+    wait "$sampler" 2>/dev/null
+    echo "peak GPU memory used: $(sort -n "$samples" | tail -1) MiB (whole device; idle before: $(head -1 "$samples") MiB)"
+    rm -f "$samples"
+    return "$rc"
+}
+
+# The benchmark tables: CUDA (plain prefill, decode, FocusLLM prefill at 32K and 128K), then the
+# CPU backend on all of this machine's cores at the lengths it finishes quickly, for the ratio.
+bench_all() {
+    local out="$1" model="$2" b="$bin_dir/bench"
+    local focus="--local 2048 --chunk 2048 --prefill none --runs 1 --decode 0"
+    {
+        echo
+        echo "## bench, CUDA: plain prefill and decode"
+        with_gpu_memory timeout 150 "$b" --model "$model" --device cuda --prefill 2048,8192,32768 --decode 64 --runs 3
+        echo "## bench, CUDA: FocusLLM prefill at 32K (L = S = 2048)"
+        with_gpu_memory timeout 120 "$b" --model "$model" --device cuda $focus --focus-lengths 32k --focus-modes frozen,cached
+        echo "## bench, CUDA: FocusLLM prefill at 128K"
+        with_gpu_memory timeout 150 "$b" --model "$model" --device cuda $focus --focus-lengths 128k --focus-modes frozen,cached
+        echo "## bench, CPU ($(nproc) threads), same model"
+        timeout 150 "$b" --model "$model" --device cpu --threads "$(nproc)" --prefill 2048,8192 --decode 32 --runs 1
+    } 2>&1 | tee -a "$out/bench.log" | grep -v '^model:' | tee -a "$out/summary.txt"
 }
 
 case "${1:-}" in

@@ -64,7 +64,12 @@ impl Args {
     /// The model: `--model PATH` (GGUF file or Hugging Face directory), else the default model,
     /// fetched into the cache if missing.
     pub fn model(&self) -> PathBuf {
-        match self.get("model") {
+        self.model_flag("model")
+    }
+
+    /// A model path given by `--{flag} PATH`, else the default model, fetched if missing.
+    pub fn model_flag(&self, flag: &str) -> PathBuf {
+        match self.get(flag) {
             Some(p) => PathBuf::from(p),
             None => focusllm::default_model::path().unwrap_or_else(|e| fail("", &e.to_string())),
         }

@@ -45,6 +45,16 @@ pub struct RowSlice<'a, T> {
     pub rows: Range<usize>,
 }
 
+/// The capacity, in rows, to give a row-appendable tensor (a KV cache) holding `rows` rows that
+/// must now hold `needed`: room for an eighth of what it held (at least 64 rows) beyond `needed`.
+/// Growth stays geometric, so appending one row at a time costs amortised O(1) copies, but a full
+/// buffer is never doubled (the caches of many long chunks each gain a row or two per generated
+/// token, and doubling them all would double the memory of exact decoding), and a cache filled in
+/// one append (a prefill) gets only 64 spare rows.
+pub fn grown_capacity(rows: usize, needed: usize) -> usize {
+    needed.saturating_add((rows / 8).max(64))
+}
+
 /// A compute device that can run a LLaMA-family transformer.
 ///
 /// Every operation is stated in the transformer's terms; the model in [`crate::model`] is written
@@ -110,7 +120,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Overwrites rows `rows[i]` of `dst` with row `i` of `src`.
     fn scatter_rows(&self, dst: &mut Self::Tensor, rows: &[usize], src: &Self::Tensor) -> Result<()>;
 
-    /// Appends rows `rows` of `src` to `dst` (amortised growth, for KV caches).
+    /// Appends rows `rows` of `src` to `dst` (amortised growth, for KV caches; grow the buffer to
+    /// [`grown_capacity`] rows when it is full).
     fn append_rows(&self, dst: &mut Self::Tensor, src: &Self::Tensor, rows: Range<usize>) -> Result<()>;
 
     /// Bytes the backend can still allocate, when it can tell (used to refuse work that cannot fit
@@ -124,5 +135,27 @@ pub trait Backend: Send + Sync + 'static {
     fn truncate_rows(&self, x: &mut Self::Tensor, rows: usize) -> Result<()> {
         *x = self.gather_rows(&[RowSlice { tensor: x, rows: 0..rows }])?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grown_capacity;
+
+    #[test]
+    fn growth_is_geometric_but_never_doubles() {
+        let (mut capacity, mut grows) = (0, 0);
+        for len in 1..=100_000usize {
+            if len > capacity {
+                capacity = grown_capacity(len - 1, len);
+                grows += 1;
+            }
+            assert!(capacity <= len + len / 8 + 64, "{capacity} rows held for {len}");
+        }
+        // Steps of 64 rows up to 512, then 1.125^n: about 53 reallocations, amortised O(1) per row.
+        assert!(grows <= 70, "{grows} reallocations for 100000 single-row appends");
+        assert_eq!(grown_capacity(1000, 1001), 1126);
+        assert_eq!(grown_capacity(0, 2560), 2624, "a prefill gets 64 spare rows");
+        assert_eq!(grown_capacity(usize::MAX, usize::MAX), usize::MAX);
     }
 }

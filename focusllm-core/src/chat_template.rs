@@ -59,6 +59,16 @@ impl ChatTemplate {
         &self.source
     }
 
+    /// The text the template sees as `bos_token`.
+    pub fn bos_token(&self) -> &str {
+        &self.bos_token
+    }
+
+    /// The text the template sees as `eos_token`.
+    pub fn eos_token(&self) -> &str {
+        &self.eos_token
+    }
+
     fn environment(&self) -> Result<Environment<'_>> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Number, Value};
 
 use crate::error::{Error, Result};
 
@@ -187,6 +187,88 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// This configuration as a Hugging Face `config.json` object, read back by
+    /// [`ModelConfig::from_json_str`] as the same configuration (for writing a model directory, e.g.
+    /// from a GGUF file's metadata). LLaMA and Mistral biases are all or none (`attention_bias`), as
+    /// in transformers.
+    pub fn to_hf_json(&self) -> Value {
+        let (model_type, class) = match self.architecture {
+            Architecture::Llama => ("llama", "LlamaForCausalLM"),
+            Architecture::Mistral => ("mistral", "MistralForCausalLM"),
+            Architecture::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
+        };
+        let rope_scaling = match self.rope_scaling {
+            RopeScaling::None => Value::Null,
+            RopeScaling::Linear { factor } => json!({ "rope_type": "linear", "factor": number(factor) }),
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => json!({
+                "rope_type": "llama3",
+                "factor": number(factor),
+                "low_freq_factor": number(low_freq_factor),
+                "high_freq_factor": number(high_freq_factor),
+                "original_max_position_embeddings": original_max_position_embeddings,
+            }),
+        };
+        let eos = match self.eos_token_ids.as_slice() {
+            [] => Value::Null,
+            [one] => json!(one),
+            many => json!(many),
+        };
+        let mut obj = json!({
+            "architectures": [class],
+            "model_type": model_type,
+            "hidden_act": "silu",
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "rope_theta": number(self.rope_theta),
+            "rope_scaling": rope_scaling,
+            "rms_norm_eps": number(self.rms_norm_eps),
+            "vocab_size": self.vocab_size,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": eos,
+            "max_position_embeddings": self.max_position_embeddings,
+        });
+        if self.architecture != Architecture::Qwen2 {
+            obj["attention_bias"] = json!(self.qkv_bias || self.o_bias);
+        }
+        obj
+    }
+
+    /// Every tensor a checkpoint of this configuration holds (Hugging Face names), with its shape.
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        let (qd, kvd) = (self.q_dim(), self.kv_dim());
+        let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, h]), ("model.norm.weight".to_string(), vec![h])];
+        if !self.tie_word_embeddings {
+            out.push(("lm_head.weight".to_string(), vec![v, h]));
+        }
+        for l in 0..self.num_layers {
+            let mut add = |suffix: &str, shape: Vec<usize>| out.push((format!("model.layers.{l}.{suffix}"), shape));
+            add("input_layernorm.weight", vec![h]);
+            add("post_attention_layernorm.weight", vec![h]);
+            add("self_attn.q_proj.weight", vec![qd, h]);
+            add("self_attn.k_proj.weight", vec![kvd, h]);
+            add("self_attn.v_proj.weight", vec![kvd, h]);
+            add("self_attn.o_proj.weight", vec![h, qd]);
+            if self.qkv_bias {
+                add("self_attn.q_proj.bias", vec![qd]);
+                add("self_attn.k_proj.bias", vec![kvd]);
+                add("self_attn.v_proj.bias", vec![kvd]);
+            }
+            if self.o_bias {
+                add("self_attn.o_proj.bias", vec![h]);
+            }
+            add("mlp.gate_proj.weight", vec![i, h]);
+            add("mlp.up_proj.weight", vec![i, h]);
+            add("mlp.down_proj.weight", vec![h, i]);
+        }
+        out
+    }
+
     /// Width of the concatenated query heads.
     pub fn q_dim(&self) -> usize {
         self.num_heads * self.head_dim
@@ -233,6 +315,11 @@ impl ModelConfig {
 
 fn invalid(key: &str, value: &dyn std::fmt::Display, reason: &str) -> Error {
     Error::InvalidConfig { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
+}
+
+/// An f32 as the JSON number of its shortest decimal form (1e-5, not 9.999999747378752e-6).
+fn number(x: f32) -> Value {
+    x.to_string().parse::<f64>().ok().and_then(Number::from_f64).map_or(Value::Null, Value::Number)
 }
 
 fn short(v: &Value) -> String {
@@ -383,6 +470,45 @@ mod tests {
             Err(Error::MissingConfigKey { key, .. }) => assert_eq!(key, "vocab_size"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn hf_json_round_trips() {
+        let mut configs = vec![parse(BASE).unwrap()];
+        let mut c = parse(BASE).unwrap();
+        c.architecture = Architecture::Qwen2;
+        c.qkv_bias = true;
+        c.tie_word_embeddings = true;
+        c.bos_token_id = Some(1);
+        c.eos_token_ids = vec![2];
+        c.rope_scaling = RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192,
+        };
+        configs.push(c.clone());
+        c.architecture = Architecture::Mistral;
+        c.o_bias = true;
+        c.rope_scaling = RopeScaling::Linear { factor: 2.5 };
+        c.rms_norm_eps = 1e-6;
+        c.rope_theta = 1e6;
+        configs.push(c);
+        for c in configs {
+            let text = c.to_hf_json().to_string();
+            assert_eq!(parse(&text).unwrap(), c, "{text}");
+        }
+        // Shortest decimal forms: 1e-5, not the f32's 9.999999747378752e-6.
+        assert_eq!(parse(BASE).unwrap().to_hf_json()["rms_norm_eps"].as_f64(), Some(1e-5));
+    }
+
+    #[test]
+    fn tensor_list_follows_the_config() {
+        let c = parse(BASE).unwrap();
+        let shapes = c.tensor_shapes();
+        assert_eq!(shapes.len(), 3 + 2 * 9);
+        assert!(shapes.contains(&("model.layers.1.self_attn.k_proj.weight".to_string(), vec![32, 64])));
+        assert!(shapes.contains(&("lm_head.weight".to_string(), vec![100, 64])));
     }
 
     #[test]

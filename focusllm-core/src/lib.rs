@@ -12,11 +12,12 @@ pub mod generation;
 pub mod gguf;
 pub mod model;
 pub mod pipeline;
+pub mod random_checkpoint;
 pub mod sampling;
 pub mod tokenizer;
 pub mod weights;
 
-pub use backend::{AttentionSeq, Backend, HeadLayout, RowSlice};
+pub use backend::{grown_capacity, AttentionSeq, Backend, HeadLayout, RowSlice};
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{Error, Result};

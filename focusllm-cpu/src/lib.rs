@@ -10,7 +10,7 @@ mod tensor;
 
 use std::ops::Range;
 
-use focusllm_core::{AttentionSeq, Backend, Error, HeadLayout, HostTensor, Result, RowSlice};
+use focusllm_core::{grown_capacity, AttentionSeq, Backend, Error, HeadLayout, HostTensor, Result, RowSlice};
 
 pub use tensor::CpuTensor;
 
@@ -187,11 +187,9 @@ impl Backend for CpuBackend {
         })?;
         let add = &src.data[rows.start * src.cols..rows.end * src.cols];
         if dst.data.capacity() - dst.data.len() < add.len() {
-            // Grow by an eighth (at least 64 rows), not the doubling `Vec` would do: the caches of
-            // many long chunks each gain a row or two per generated token, and doubling them all
-            // on the first token would double the memory of exact decoding.
-            let slack = (dst.rows / 8).max(64) * dst.cols;
-            dst.data.reserve_exact(add.len() + slack);
+            // Not the doubling `Vec` would do (see `grown_capacity`).
+            let capacity = grown_capacity(dst.rows, dst.rows + rows.len()) * dst.cols;
+            dst.data.reserve_exact(capacity - dst.data.len());
         }
         dst.data.extend_from_slice(add);
         dst.rows += rows.len();

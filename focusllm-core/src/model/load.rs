@@ -7,56 +7,15 @@ use crate::error::{Error, Result};
 use crate::model::{Attention, CandidateLinear, CandidateProjections, Layer, Linear, Mlp, Model};
 use crate::weights::WeightSource;
 
-/// One tensor the configuration requires, with the shape it must have.
-struct Expected {
-    name: String,
-    shape: Vec<usize>,
-}
-
-/// The full list of tensors (and shapes) a checkpoint of `config` must contain.
-fn expected_tensors(config: &ModelConfig) -> Vec<Expected> {
-    let (h, i, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
-    let (qd, kvd) = (config.q_dim(), config.kv_dim());
-    let mut out = vec![
-        Expected { name: "model.embed_tokens.weight".into(), shape: vec![v, h] },
-        Expected { name: "model.norm.weight".into(), shape: vec![h] },
-    ];
-    if !config.tie_word_embeddings {
-        out.push(Expected { name: "lm_head.weight".into(), shape: vec![v, h] });
-    }
-    for l in 0..config.num_layers {
-        let p = format!("model.layers.{l}");
-        let mut add = |suffix: &str, shape: Vec<usize>| out.push(Expected { name: format!("{p}.{suffix}"), shape });
-        add("input_layernorm.weight", vec![h]);
-        add("post_attention_layernorm.weight", vec![h]);
-        add("self_attn.q_proj.weight", vec![qd, h]);
-        add("self_attn.k_proj.weight", vec![kvd, h]);
-        add("self_attn.v_proj.weight", vec![kvd, h]);
-        add("self_attn.o_proj.weight", vec![h, qd]);
-        if config.qkv_bias {
-            add("self_attn.q_proj.bias", vec![qd]);
-            add("self_attn.k_proj.bias", vec![kvd]);
-            add("self_attn.v_proj.bias", vec![kvd]);
-        }
-        if config.o_bias {
-            add("self_attn.o_proj.bias", vec![h]);
-        }
-        add("mlp.gate_proj.weight", vec![i, h]);
-        add("mlp.up_proj.weight", vec![i, h]);
-        add("mlp.down_proj.weight", vec![h, i]);
-    }
-    out
-}
-
 /// Checks that every required tensor is present with the right shape.
 pub(crate) fn check_checkpoint(config: &ModelConfig, source: &dyn WeightSource) -> Result<()> {
-    for e in expected_tensors(config) {
-        match source.shape(&e.name) {
+    for (name, expected) in config.tensor_shapes() {
+        match source.shape(&name) {
             None => {
-                return Err(Error::MissingTensor { name: e.name, location: source.location().to_path_buf() });
+                return Err(Error::MissingTensor { name, location: source.location().to_path_buf() });
             }
-            Some(found) if found != e.shape => {
-                return Err(Error::TensorShape { name: e.name, expected: e.shape, found });
+            Some(found) if found != expected => {
+                return Err(Error::TensorShape { name, expected, found });
             }
             Some(_) => {}
         }

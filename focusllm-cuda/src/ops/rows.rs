@@ -3,20 +3,12 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use focusllm_core::{Result, RowSlice};
+use focusllm_core::{grown_capacity, Result, RowSlice};
 
 use crate::error::check;
 use crate::launch::{blocks, config, launch, THREADS};
 use crate::tensor::CudaTensor;
 use crate::CudaBackend;
-
-/// Smallest capacity, in rows, a growing tensor gets.
-const MIN_CAPACITY_ROWS: usize = 16;
-
-/// Capacity after growing a tensor of `capacity` rows to hold `needed`: at least double.
-pub(crate) fn grown_capacity(capacity: usize, needed: usize) -> usize {
-    needed.max(capacity.saturating_mul(2)).max(MIN_CAPACITY_ROWS)
-}
 
 impl CudaBackend {
     pub(crate) fn op_gather_rows(&self, parts: &[RowSlice<'_, CudaTensor>]) -> Result<CudaTensor> {
@@ -76,7 +68,7 @@ impl CudaBackend {
         if dst.cols > 0 {
             let unique = Arc::get_mut(&mut dst.buf).is_some();
             if !unique || dst.capacity_rows() < needed {
-                self.own_buffer(dst, grown_capacity(dst.capacity_rows(), needed))?;
+                self.own_buffer(dst, grown_capacity(dst.rows, needed))?;
             }
             let cols = dst.cols;
             self.copy_dtod(self.ptr(&dst.buf, dst.rows * cols), self.ptr(&src.buf, rows.start * cols), n * cols * 4)?;
@@ -91,24 +83,5 @@ impl CudaBackend {
         check(rows <= x.rows, || format!("truncate_rows: {rows} rows of a [{}, {}] tensor", x.rows, x.cols))?;
         x.rows = rows;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::grown_capacity;
-
-    #[test]
-    fn growth_at_least_doubles_so_appends_are_amortised() {
-        let mut cap = 0;
-        let mut grows = 0;
-        for len in 1..=100_000 {
-            if len > cap {
-                cap = grown_capacity(cap, len);
-                grows += 1;
-            }
-        }
-        assert!(grows <= 14, "{grows} reallocations for 100000 single-row appends");
-        assert_eq!(grown_capacity(10, 100), 100);
     }
 }

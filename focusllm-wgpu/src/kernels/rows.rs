@@ -66,8 +66,8 @@ pub(crate) fn scatter_rows(ctx: &Context, dst: &mut WgpuTensor, rows: &[usize], 
     ctx.copy(&copies)
 }
 
-/// Appends rows `rows` of `src` to `dst`. Capacity grows by doubling (bounded by the largest
-/// binding), so appending one row at a time costs amortised O(1) copies per row.
+/// Appends rows `rows` of `src` to `dst`. Capacity grows by an eighth (`grown_capacity`, bounded by
+/// the largest binding), so appending one row at a time costs amortised O(1) copies per row.
 pub(crate) fn append_rows(ctx: &Context, dst: &mut WgpuTensor, src: &WgpuTensor, rows: Range<usize>) -> Result<()> {
     if src.cols != dst.cols || rows.start > rows.end || rows.end > src.rows {
         return Err(err(format!("append_rows: rows {rows:?} of [{}, {}] onto width {}", src.rows, src.cols, dst.cols)));
@@ -85,7 +85,7 @@ pub(crate) fn append_rows(ctx: &Context, dst: &mut WgpuTensor, src: &WgpuTensor,
                 ctx.max_binding()
             )));
         }
-        let grown = need.max(dst.capacity_rows().saturating_mul(2)).max(16).min(max_rows);
+        let grown = focusllm_core::grown_capacity(dst.rows, need).min(max_rows);
         make_unique(ctx, dst, grown)?;
     }
     ctx.copy(&[(&src.buf, rows.start as u64 * rb, &dst.buf, dst.rows as u64 * rb, rows.len() as u64 * rb)])?;

@@ -16,9 +16,8 @@
 
 mod common;
 
-use std::time::Instant;
-
 use std::path::PathBuf;
+use std::time::Instant;
 
 use common::{chat_prompt, fail, peak_rss_mib, reset_peak_rss, Args};
 use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Llm};

@@ -124,6 +124,17 @@ pub trait Backend: Send + Sync + 'static {
     /// [`grown_capacity`] rows when it is full).
     fn append_rows(&self, dst: &mut Self::Tensor, src: &Self::Tensor, rows: Range<usize>) -> Result<()>;
 
+    /// Runs `f`, a whole forward pass of operations on this backend, where the backend works
+    /// best. The CPU backend runs it on its own thread pool, so that the hundreds of small
+    /// operations of a decoding step do not each hand their work to another thread. The default
+    /// calls `f` on the current thread.
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R
+    where
+        Self: Sized,
+    {
+        f()
+    }
+
     /// Bytes the backend can still allocate, when it can tell (used to refuse work that cannot fit
     /// with a typed error instead of failing midway).
     fn memory_available(&self) -> Option<u64> {

@@ -12,6 +12,7 @@ pub mod generation;
 pub mod gguf;
 pub mod model;
 pub mod pipeline;
+pub mod quant;
 pub mod random_checkpoint;
 pub mod sampling;
 pub mod tokenizer;

@@ -21,17 +21,24 @@ use crate::weights::DType;
 /// `config` into `dir`, creating it if needed. The tokenizer is the caller's to add.
 pub fn write(config: &ModelConfig, dir: &Path, dtype: DType, seed: u64) -> Result<()> {
     config.validate()?;
+    let (dtype_name, size) = match dtype {
+        DType::F32 => ("F32", 4),
+        DType::F16 => ("F16", 2),
+        DType::BF16 => ("BF16", 2),
+        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
+            return Err(Error::InvalidOption {
+                name: "dtype",
+                value: format!("{dtype:?}"),
+                reason: "safetensors holds only F32, F16 and BF16",
+            })
+        }
+    };
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let config_path = dir.join("config.json");
     let text = serde_json::to_string_pretty(&config.to_hf_json()).map_err(|e| Error::json(&config_path, e))?;
     std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))?;
 
     let tensors = config.tensor_shapes();
-    let (dtype_name, size) = match dtype {
-        DType::F32 => ("F32", 4),
-        DType::F16 => ("F16", 2),
-        DType::BF16 => ("BF16", 2),
-    };
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), json!({ "format": "pt", "content": "random weights", "seed": seed.to_string() }));
     let mut offset = 0usize;
@@ -60,6 +67,7 @@ pub fn write(config: &ModelConfig, dir: &Path, dtype: DType, seed: u64) -> Resul
                 DType::F32 => buf.extend_from_slice(&x.to_le_bytes()),
                 DType::F16 => buf.extend_from_slice(&f16::from_f32(x).to_le_bytes()),
                 DType::BF16 => buf.extend_from_slice(&bf16::from_f32(x).to_le_bytes()),
+                DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => unreachable!("refused above"),
             }
         }
         out.write_all(&buf).map_err(io)?;

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata, SafeTensors};
 
@@ -20,15 +19,35 @@ pub enum DType {
     F16,
     /// bfloat16.
     BF16,
+    /// ggml's Q8_0: blocks of 32 signed bytes and an f16 scale (34 bytes).
+    Q8_0,
+    /// ggml's Q4_0: blocks of 32 nibbles offset by 8 and an f16 scale (18 bytes).
+    Q4_0,
+    /// ggml's Q4_1: blocks of 32 nibbles, an f16 scale and an f16 minimum (20 bytes).
+    Q4_1,
 }
 
 impl DType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
+    /// `(elements, bytes)` of one block: `(1, element size)` for the dense types.
+    pub fn block(self) -> (usize, usize) {
         match self {
-            DType::F32 => 4,
-            DType::F16 | DType::BF16 => 2,
+            DType::F32 => (1, 4),
+            DType::F16 | DType::BF16 => (1, 2),
+            DType::Q8_0 => (crate::quant::BLOCK, 34),
+            DType::Q4_0 => (crate::quant::BLOCK, 18),
+            DType::Q4_1 => (crate::quant::BLOCK, 20),
         }
+    }
+
+    /// Whether the type stores blocks of quants rather than one value per element.
+    pub fn is_quantized(self) -> bool {
+        self.block().0 > 1
+    }
+
+    /// Bytes that `elements` elements take, or `None` when they do not fill whole blocks.
+    pub fn bytes_for(self, elements: usize) -> Option<usize> {
+        let (block_elems, block_bytes) = self.block();
+        (elements % block_elems == 0).then(|| elements / block_elems).and_then(|b| b.checked_mul(block_bytes))
     }
 }
 
@@ -62,14 +81,20 @@ impl HostTensor<'_> {
         self.len() == 0
     }
 
-    /// The elements converted to f32.
+    /// The elements converted to f32 (quantised types dequantised exactly as ggml does). Bytes past
+    /// the last whole block are ignored, so a tensor whose bytes do not match its shape (see
+    /// [`HostTensor::has_consistent_size`]) converts to the wrong number of values, which every
+    /// backend reports as an error.
     pub fn to_f32(&self) -> Vec<f32> {
-        let b = &self.bytes;
-        match self.dtype {
-            DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            DType::F16 => b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            DType::BF16 => b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        }
+        let (block_elems, block_bytes) = self.dtype.block();
+        let blocks = self.bytes.len() / block_bytes;
+        crate::quant::dequantize(self.dtype, &self.bytes[..blocks * block_bytes], blocks * block_elems)
+            .expect("whole blocks always convert")
+    }
+
+    /// Whether `bytes` holds exactly the elements of `shape` in `dtype`.
+    pub fn has_consistent_size(&self) -> bool {
+        self.dtype.bytes_for(self.len()) == Some(self.bytes.len())
     }
 }
 

@@ -3,14 +3,16 @@
 use rayon::prelude::*;
 
 use crate::tensor::CpuTensor;
+use crate::weight::CpuWeight;
 
-/// Rows `ids` of `table`.
-pub(crate) fn embedding(table: &CpuTensor, ids: &[u32]) -> CpuTensor {
-    let cols = table.cols;
-    let mut out = Vec::with_capacity(ids.len() * cols);
-    for &id in ids {
-        out.extend_from_slice(table.row(id as usize));
-    }
+/// Rows `ids` of `table` (ids checked by the caller).
+pub(crate) fn embedding(table: &CpuWeight, ids: &[u32]) -> CpuTensor {
+    let (_, cols) = table.dims();
+    let mut out = vec![0.0f32; ids.len() * cols];
+    out.par_chunks_mut(cols.max(1)).zip(ids).for_each(|(o, &id)| match table {
+        CpuWeight::Dense(t) => o.copy_from_slice(t.row(id as usize)),
+        CpuWeight::Quantized(q) => q.dequantize_row(id as usize, o),
+    });
     CpuTensor::new(out, ids.len(), cols)
 }
 

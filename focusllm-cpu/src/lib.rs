@@ -1,18 +1,24 @@
-//! The focusllm [`Backend`] on multithreaded CPUs: f32 compute over f32/f16/bf16 weights, dense
-//! products through `gemm`, everything else row-parallel with rayon on a pool of its own.
+//! The focusllm [`Backend`] on multithreaded CPUs: f32 compute over f32/f16/bf16 weights (widened
+//! at load) and Q8_0/Q4_0/Q4_1 weights (kept in their blocks), dense products through `gemm`,
+//! everything else row-parallel with rayon on a pool of its own.
 #![warn(missing_docs)]
 
 mod attention;
 mod elementwise;
 mod matmul;
+mod qdot;
+mod quantized;
 mod rope;
 mod tensor;
+mod weight;
 
 use std::ops::Range;
 
 use focusllm_core::{grown_capacity, AttentionSeq, Backend, Error, HeadLayout, HostTensor, Result, RowSlice};
 
+pub use quantized::QuantMatrix;
 pub use tensor::CpuTensor;
+pub use weight::CpuWeight;
 
 /// Options of the CPU backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,21 +79,23 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     type Tensor = CpuTensor;
-    type Weight = CpuTensor;
+    type Weight = CpuWeight;
 
     fn name(&self) -> &'static str {
         "cpu"
     }
 
-    fn upload_weight(&self, t: &HostTensor<'_>) -> Result<CpuTensor> {
+    fn upload_weight(&self, t: &HostTensor<'_>) -> Result<CpuWeight> {
         let (rows, cols) = match t.shape.as_slice() {
             [n] => (1, *n),
             [r, c] => (*r, *c),
             other => return Err(err(format!("tensor `{}` has rank {}, expected 1 or 2", t.name, other.len()))),
         };
-        let data = t.to_f32();
-        check(data.len() == rows * cols, || format!("tensor `{}` holds {} values for shape {:?}", t.name, data.len(), t.shape))?;
-        Ok(CpuTensor::new(data, rows, cols))
+        check(t.has_consistent_size(), || format!("tensor `{}` holds {} bytes for shape {:?} of {:?}", t.name, t.bytes.len(), t.shape, t.dtype))?;
+        if let Some(q) = QuantMatrix::from_host(t) {
+            return Ok(CpuWeight::Quantized(q));
+        }
+        Ok(CpuWeight::Dense(CpuTensor::new(t.to_f32(), rows, cols)))
     }
 
     fn from_host(&self, data: &[f32], rows: usize, cols: usize) -> Result<CpuTensor> {
@@ -103,23 +111,29 @@ impl Backend for CpuBackend {
         x.dims()
     }
 
-    fn embedding(&self, table: &CpuTensor, ids: &[u32]) -> Result<CpuTensor> {
-        if let Some(&id) = ids.iter().find(|&&id| id as usize >= table.rows) {
-            return Err(Error::TokenOutOfRange { id, vocab_size: table.rows });
+    fn embedding(&self, table: &CpuWeight, ids: &[u32]) -> Result<CpuTensor> {
+        let (vocab_size, _) = table.dims();
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab_size) {
+            return Err(Error::TokenOutOfRange { id, vocab_size });
         }
-        Ok(elementwise::embedding(table, ids))
+        Ok(self.pool.install(|| elementwise::embedding(table, ids)))
     }
 
-    fn linear(&self, x: &CpuTensor, w: &CpuTensor, bias: Option<&CpuTensor>) -> Result<CpuTensor> {
-        check(x.cols == w.cols, || format!("linear: input width {} vs weight [{}, {}]", x.cols, w.rows, w.cols))?;
-        if let Some(b) = bias {
-            check(b.data.len() == w.rows, || format!("linear: bias of {} for {} outputs", b.data.len(), w.rows))?;
-        }
+    fn linear(&self, x: &CpuTensor, w: &CpuWeight, bias: Option<&CpuWeight>) -> Result<CpuTensor> {
+        let (rows, cols) = w.dims();
+        check(x.cols == cols, || format!("linear: input width {} vs weight [{rows}, {cols}]", x.cols))?;
+        let bias = match bias {
+            Some(b) => Some(b.dense().filter(|b| b.data.len() == rows).ok_or_else(|| {
+                err(format!("linear: bias of {:?} for {rows} outputs", b.dims()))
+            })?),
+            None => None,
+        };
         Ok(self.pool.install(|| matmul::linear(x, w, bias)))
     }
 
-    fn rms_norm(&self, x: &CpuTensor, weight: &CpuTensor, eps: f32) -> Result<CpuTensor> {
-        check(weight.data.len() == x.cols, || format!("rms_norm: weight of {} for width {}", weight.data.len(), x.cols))?;
+    fn rms_norm(&self, x: &CpuTensor, weight: &CpuWeight, eps: f32) -> Result<CpuTensor> {
+        let weight = weight.dense().filter(|w| w.data.len() == x.cols);
+        let weight = weight.ok_or_else(|| err(format!("rms_norm: weight is not a vector of width {}", x.cols)))?;
         Ok(self.pool.install(|| elementwise::rms_norm(x, weight, eps)))
     }
 
@@ -194,6 +208,11 @@ impl Backend for CpuBackend {
         dst.data.extend_from_slice(add);
         dst.rows += rows.len();
         Ok(())
+    }
+
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        // Inside the pool, every operation's own `install` runs inline.
+        self.pool.install(f)
     }
 
     fn memory_available(&self) -> Option<u64> {

@@ -137,14 +137,17 @@ impl Backend for CudaBackend {
     fn upload_weight(&self, t: &HostTensor<'_>) -> Result<CudaWeight> {
         let (rows, cols) = matrix_shape(t)?;
         let n = rows * cols;
-        check(t.bytes.len() == n * t.dtype.size(), || {
+        check(t.has_consistent_size() && t.len() == n, || {
             format!("tensor `{}` holds {} bytes for shape {:?} of {:?}", t.name, t.bytes.len(), t.shape, t.dtype)
         })?;
         let what = format!("weight `{}`", t.name);
         let halves = || -> Vec<u16> { t.bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect() };
         let data = match (t.dtype, rows) {
             // Vectors (norm scales, biases) are read by f32 kernels.
-            (DType::F32, _) | (_, 1) => WeightData::F32(self.upload(&what, &t.to_f32())?),
+            // Quantised matrices (from GGUF files) are dequantised: the kernels read f32/f16/bf16.
+            (DType::F32 | DType::Q8_0 | DType::Q4_0 | DType::Q4_1, _) | (_, 1) => {
+                WeightData::F32(self.upload(&what, &t.to_f32())?)
+            }
             (DType::F16, _) => WeightData::F16(self.upload(&what, &halves())?),
             (DType::BF16, _) => WeightData::BF16(self.upload(&what, &halves())?),
         };

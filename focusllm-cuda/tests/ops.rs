@@ -21,6 +21,7 @@ fn host_tensor(name: &str, shape: Vec<usize>, data: &[f32], dtype: DType) -> Hos
         DType::F32 => data.iter().flat_map(|x| x.to_le_bytes()).collect(),
         DType::F16 => data.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
         DType::BF16 => data.iter().flat_map(|&x| bf16::from_f32(x).to_le_bytes()).collect(),
+        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => panic!("{dtype:?}: this helper makes dense tensors"),
     };
     HostTensor { name: name.into(), dtype, shape, bytes: Cow::Owned(bytes) }
 }

@@ -146,6 +146,7 @@ fn convert(t: &HostTensor<'_>, to_f16: bool) -> Converted {
         DType::F32 => {
             b.chunks_exact(4).map(|c| f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits()).collect()
         }
+        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => t.to_f32().into_iter().map(|x| f16::from_f32(x).to_bits()).collect(),
     })
 }
 
@@ -164,8 +165,7 @@ pub(crate) fn upload_weight(ctx: &Context, t: &HostTensor<'_>) -> Result<WgpuWei
         [r, c] => (*r, *c, true),
         other => return Err(err(format!("tensor `{}` has rank {}, expected 1 or 2", t.name, other.len()))),
     };
-    let expected_bytes = rows * cols * t.dtype.size();
-    if t.bytes.len() != expected_bytes {
+    if !t.has_consistent_size() {
         return Err(err(format!(
             "tensor `{}` holds {} bytes for shape {:?} of {:?}",
             t.name,

@@ -1,6 +1,7 @@
 //! GGUF model files (llama.cpp's format), memory-mapped: metadata to [`ModelConfig`], the
 //! tokenizer and chat template from `tokenizer.*`, and tensors (F32, F16, BF16, Q8_0, Q4_0, Q4_1)
-//! dequantised to f32 at load under their Hugging Face names.
+//! under their Hugging Face names, in the file's own format (backends that compute on quantised
+//! blocks keep them; the others dequantise with [`HostTensor::to_f32`]).
 //!
 //! ```no_run
 //! use focusllm_core::gguf::GgufFile;
@@ -19,7 +20,6 @@
 
 pub mod config;
 pub mod names;
-pub mod quant;
 pub mod reader;
 pub mod tokenizer;
 
@@ -160,16 +160,19 @@ impl GgufFile {
 
     /// A tensor (by GGUF name) dequantised to f32, in the file's layout.
     pub fn dequantize(&self, info: &TensorInfo) -> Result<Vec<f32>> {
-        if !info.ggml_type.is_supported() {
-            return Err(Error::GgufUnsupportedTensorType {
-                path: self.path.clone(),
-                tensor: info.name.clone(),
-                ggml_type: info.ggml_type.name(),
-            });
-        }
-        quant::dequantize(info.ggml_type, self.tensor_data(info), info.len()).ok_or_else(|| Error::GgufInvalid {
+        let dtype = self.dtype(info)?;
+        crate::quant::dequantize(dtype, self.tensor_data(info), info.len()).ok_or_else(|| Error::GgufInvalid {
             path: self.path.clone(),
             reason: format!("tensor `{}`: data size does not match its shape", info.name),
+        })
+    }
+
+    /// The host element type of a tensor, or the typed error for a ggml type this crate cannot read.
+    fn dtype(&self, info: &TensorInfo) -> Result<DType> {
+        info.ggml_type.dtype().ok_or_else(|| Error::GgufUnsupportedTensorType {
+            path: self.path.clone(),
+            tensor: info.name.clone(),
+            ggml_type: info.ggml_type.name(),
         })
     }
 
@@ -193,7 +196,7 @@ impl GgufFile {
 
 /// Undoes llama.cpp's q/k permutation: within each of `heads` heads, stored row `2 i + j` is
 /// Hugging Face row `j * half + i`.
-fn unpermute_rows(data: &[f32], rows: usize, heads: usize) -> Option<Vec<f32>> {
+fn unpermute_rows<T: Copy + Default>(data: &[T], rows: usize, heads: usize) -> Option<Vec<T>> {
     let group = heads.checked_mul(2)?;
     if heads == 0 || rows == 0 || rows % group != 0 || data.len() % rows != 0 {
         return None;
@@ -201,7 +204,7 @@ fn unpermute_rows(data: &[f32], rows: usize, heads: usize) -> Option<Vec<f32>> {
     let row_len = data.len() / rows;
     let head_dim = rows / heads;
     let half = head_dim / 2;
-    let mut out = vec![0.0f32; data.len()];
+    let mut out = vec![T::default(); data.len()];
     for h in 0..heads {
         for i in 0..half {
             for j in 0..2 {
@@ -219,27 +222,26 @@ impl WeightSource for GgufFile {
         let Some(gguf_name) = names::hf_to_gguf(name) else { return Ok(None) };
         let Some(info) = self.header.tensor(&gguf_name) else { return Ok(None) };
         let shape = info.shape();
-        if let Some(heads) = self.permuted_heads(&gguf_name)? {
-            let data = self.dequantize(info)?;
-            let rows = shape.first().copied().unwrap_or(1);
-            let data = unpermute_rows(&data, rows, heads).ok_or_else(|| Error::GgufInvalid {
+        let dtype = self.dtype(info)?;
+        let data = self.tensor_data(info);
+        if dtype.bytes_for(info.len()) != Some(data.len()) {
+            return Err(Error::GgufInvalid {
                 path: self.path.clone(),
-                reason: format!("tensor `{gguf_name}`: {rows} rows cannot be split into {heads} heads of even width"),
-            })?;
-            return Ok(Some(HostTensor::from_f32(name, shape, &data)));
+                reason: format!("tensor `{gguf_name}`: data size does not match its shape"),
+            });
         }
-        let dtype = match info.ggml_type {
-            GgmlType::F32 => Some(DType::F32),
-            GgmlType::F16 => Some(DType::F16),
-            GgmlType::BF16 => Some(DType::BF16),
-            _ => None,
+        let bytes = match self.permuted_heads(&gguf_name)? {
+            // Whole rows move, so quantised rows (whole blocks each) move as bytes.
+            Some(heads) => {
+                let rows = shape.first().copied().unwrap_or(1);
+                Cow::Owned(unpermute_rows(data, rows, heads).ok_or_else(|| Error::GgufInvalid {
+                    path: self.path.clone(),
+                    reason: format!("tensor `{gguf_name}`: {rows} rows cannot be split into {heads} heads of even width"),
+                })?)
+            }
+            None => Cow::Borrowed(data),
         };
-        if let Some(dtype) = dtype {
-            let bytes = Cow::Borrowed(self.tensor_data(info));
-            return Ok(Some(HostTensor { name: name.to_string(), dtype, shape, bytes }));
-        }
-        let data = self.dequantize(info)?;
-        Ok(Some(HostTensor::from_f32(name, shape, &data)))
+        Ok(Some(HostTensor { name: name.to_string(), dtype, shape, bytes }))
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::weights::DType;
 
 /// The default alignment of the tensor data section and of every tensor in it.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -88,9 +89,22 @@ impl GgmlType {
         self.entry().map(|e| (e.2, e.3))
     }
 
-    /// Whether this crate can dequantise the type (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
+    /// Whether this crate can read the type (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
     pub fn is_supported(self) -> bool {
-        matches!(self, Self::F32 | Self::F16 | Self::BF16 | Self::Q8_0 | Self::Q4_0 | Self::Q4_1)
+        self.dtype().is_some()
+    }
+
+    /// The host element type this ggml type maps to, for the supported ones.
+    pub fn dtype(self) -> Option<DType> {
+        Some(match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::BF16 => DType::BF16,
+            Self::Q8_0 => DType::Q8_0,
+            Self::Q4_0 => DType::Q4_0,
+            Self::Q4_1 => DType::Q4_1,
+            _ => return None,
+        })
     }
 }
 

@@ -222,12 +222,14 @@ impl<B: Backend> Model<B> {
         }
         let packing = self.pack(batch)?;
         let b = &self.backend;
-        let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
-        let mut h = b.embedding(&self.embed, &ids)?;
-        for (l, layer) in self.layers.iter().enumerate() {
-            h = self.layer_forward(l, layer, &h, batch, &packing)?;
-        }
-        self.head(&h, batch, &packing)
+        b.run(|| {
+            let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+            let mut h = b.embedding(&self.embed, &ids)?;
+            for (l, layer) in self.layers.iter().enumerate() {
+                h = self.layer_forward(l, layer, &h, batch, &packing)?;
+            }
+            self.head(&h, batch, &packing)
+        })
     }
 
     fn pack(&self, batch: &[SeqInput<'_, B>]) -> Result<Packing> {

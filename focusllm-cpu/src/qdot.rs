@@ -1,0 +1,281 @@
+//! Products of a few f32 activation rows with a block-quantised weight matrix, reading the quants
+//! directly: a portable kernel, and an AVX2+FMA one chosen at run time on x86-64.
+//!
+//! Per block the kernels compute `d * sum(q_i * x_i)`, and for Q4_1 add `m * sum(x_i)` from
+//! per-block sums of the activation row taken once per call: the same value as the dot product
+//! with the dequantised row `d * q_i + m`, summed in another order.
+
+use focusllm_core::quant::BLOCK;
+use focusllm_core::DType;
+use rayon::prelude::*;
+
+use crate::quantized::QuantMatrix;
+use crate::tensor::CpuTensor;
+
+/// Weight rows per parallel task.
+const ROWS_PER_TASK: usize = 16;
+
+/// Activation rows one kernel call serves (each weight block is unpacked once for all of them).
+const GROUP: usize = 4;
+
+/// `x @ w^T`: `x` is `[m, k]` (`m` small), `w` is `[n, k]`; returns `[m, n]` row-major. Runs on
+/// the current rayon pool.
+pub(crate) fn matmul(x: &CpuTensor, w: &QuantMatrix) -> Vec<f32> {
+    matmul_with(Kernel::detect(), x, w)
+}
+
+/// [`matmul`] with a chosen kernel.
+fn matmul_with(kernel: Kernel, x: &CpuTensor, w: &QuantMatrix) -> Vec<f32> {
+    assert_eq!(x.cols, w.cols, "activation width against weight width");
+    let (m, n) = (x.rows, w.rows);
+    // Per-block sums of each activation row, for Q4_1's minimum term.
+    let sums: Vec<Vec<f32>> = (0..m)
+        .map(|r| if w.dtype == DType::Q4_1 { x.row(r).chunks_exact(BLOCK).map(|c| c.iter().sum()).collect() } else { Vec::new() })
+        .collect();
+    let (xs, sums) = ((0..m).map(|r| x.row(r)).collect::<Vec<_>>(), sums.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    // Computed as [n, m] so every task owns a contiguous piece of the output.
+    let mut by_weight_row = vec![0.0f32; n * m];
+    by_weight_row.par_chunks_mut(ROWS_PER_TASK * m.max(1)).enumerate().for_each(|(task, out)| {
+        for (i, o) in out.chunks_exact_mut(m).enumerate() {
+            let j = task * ROWS_PER_TASK + i;
+            for ((o, xs), sums) in o.chunks_mut(GROUP).zip(xs.chunks(GROUP)).zip(sums.chunks(GROUP)) {
+                match o.len() {
+                    4 => group::<4>(kernel, w, j, xs, sums, o),
+                    3 => group::<3>(kernel, w, j, xs, sums, o),
+                    2 => group::<2>(kernel, w, j, xs, sums, o),
+                    _ => group::<1>(kernel, w, j, xs, sums, o),
+                }
+            }
+        }
+    });
+    if m == 1 {
+        return by_weight_row;
+    }
+    let mut out = vec![0.0f32; m * n];
+    for (j, row) in by_weight_row.chunks_exact(m).enumerate() {
+        for (r, &v) in row.iter().enumerate() {
+            out[r * n + j] = v;
+        }
+    }
+    out
+}
+
+/// Weight row `j` against a group of `R` activation rows (with their block sums), into `out`.
+#[inline]
+fn group<const R: usize>(kernel: Kernel, w: &QuantMatrix, j: usize, xs: &[&[f32]], sums: &[&[f32]], out: &mut [f32]) {
+    let xs: [&[f32]; R] = xs.try_into().expect("a group of R rows");
+    let sums: [&[f32]; R] = sums.try_into().expect("a group of R rows");
+    out.copy_from_slice(&kernel.dot(w, j, xs, sums));
+}
+
+/// Which implementation of the block dot product runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// Plain Rust, any CPU.
+    Portable,
+    /// AVX2 and FMA intrinsics (x86-64 with both features, checked at run time).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU supports.
+    pub(crate) fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Kernel::Avx2;
+        }
+        Kernel::Portable
+    }
+
+    /// The products of weight row `j` with each activation row `xs[r]` (`w.cols` values), given
+    /// the per-block sums `sums[r]` of each (used by Q4_1 only; empty for the other types).
+    #[inline]
+    pub(crate) fn dot<const R: usize>(self, w: &QuantMatrix, j: usize, xs: [&[f32]; R], sums: [&[f32]; R]) -> [f32; R] {
+        let sums_needed = if w.dtype == DType::Q4_1 { w.blocks_per_row() } else { 0 };
+        assert!(
+            j < w.rows && xs.iter().all(|x| x.len() == w.cols) && sums.iter().all(|s| s.len() == sums_needed),
+            "kernel operands out of range"
+        );
+        match (self, w.dtype) {
+            (Kernel::Portable, _) => portable::dot(w, j, xs, sums),
+            // SAFETY: the CPU has AVX2 and FMA (checked in `detect`), and the row, the activations
+            // and the sums cover what the kernel reads (checked above).
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx2, DType::Q8_0) => unsafe { avx2::dot::<R, { avx2::Q8_0 }>(w, j, xs, sums) },
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx2, DType::Q4_0) => unsafe { avx2::dot::<R, { avx2::Q4_0 }>(w, j, xs, sums) },
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Avx2, _) => unsafe { avx2::dot::<R, { avx2::Q4_1 }>(w, j, xs, sums) },
+        }
+    }
+}
+
+mod portable {
+    use super::*;
+
+    /// The quants of one block as f32 integers, in element order.
+    fn unpack(dtype: DType, qs: &[u8], out: &mut [f32; BLOCK]) {
+        let (lo, hi) = out.split_at_mut(BLOCK / 2);
+        match dtype {
+            DType::Q8_0 => {
+                for (o, &q) in out.iter_mut().zip(qs) {
+                    *o = f32::from(q as i8);
+                }
+            }
+            DType::Q4_0 => {
+                for ((l, h), &q) in lo.iter_mut().zip(hi).zip(qs) {
+                    *l = f32::from((q & 0x0F) as i8 - 8);
+                    *h = f32::from((q >> 4) as i8 - 8);
+                }
+            }
+            _ => {
+                for ((l, h), &q) in lo.iter_mut().zip(hi).zip(qs) {
+                    *l = f32::from(q & 0x0F);
+                    *h = f32::from(q >> 4);
+                }
+            }
+        }
+    }
+
+    pub(super) fn dot<const R: usize>(w: &QuantMatrix, j: usize, xs: [&[f32]; R], sums: [&[f32]; R]) -> [f32; R] {
+        let mut acc = [0.0f32; R];
+        let mut q = [0.0f32; BLOCK];
+        for b in 0..w.blocks_per_row() {
+            let block = w.block(j, b);
+            unpack(w.dtype, block.quants, &mut q);
+            for ((a, x), s) in acc.iter_mut().zip(&xs).zip(&sums) {
+                let t: f32 = q.iter().zip(&x[b * BLOCK..(b + 1) * BLOCK]).map(|(q, x)| q * x).sum();
+                *a += block.scale * t + s.get(b).map_or(0.0, |s| block.min * s);
+            }
+        }
+        acc
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::*;
+
+    /// Sum of the eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Eight signed bytes (the low half of `v`) as f32.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn widen(v: __m128i) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
+    }
+
+    /// The block types, as the kernel's const parameter.
+    pub(super) const Q8_0: u8 = 0;
+    pub(super) const Q4_0: u8 = 1;
+    pub(super) const Q4_1: u8 = 2;
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `w` holds blocks of type `T`; `j < w.rows`; every `xs[r]` holds
+    /// `w.cols` values and, for Q4_1, every `sums[r]` one value per block of a row.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot<const R: usize, const T: u8>(
+        w: &QuantMatrix,
+        j: usize,
+        xs: [&[f32]; R],
+        sums: [&[f32]; R],
+    ) -> [f32; R] {
+        let (bpr, qb) = (w.blocks_per_row(), w.quant_bytes());
+        let quants = w.quants.as_ptr().add(j * bpr * qb);
+        let scales = w.scales.as_ptr().add(j * bpr);
+        let mins = if T == Q4_1 { w.mins.as_ptr().add(j * bpr) } else { scales };
+        let mask = _mm_set1_epi8(0x0F);
+        let eight = _mm_set1_epi8(8);
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut min_acc = [0.0f32; R];
+        for b in 0..bpr {
+            let q = quants.add(b * qb);
+            // Elements 0..16 in `first`, 16..32 in `second`, as signed bytes.
+            let (first, second) = if T == Q8_0 {
+                (_mm_loadu_si128(q as *const __m128i), _mm_loadu_si128(q.add(16) as *const __m128i))
+            } else {
+                let raw = _mm_loadu_si128(q as *const __m128i);
+                let (lo, hi) = (_mm_and_si128(raw, mask), _mm_and_si128(_mm_srli_epi16::<4>(raw), mask));
+                if T == Q4_0 {
+                    (_mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight))
+                } else {
+                    (lo, hi)
+                }
+            };
+            let w0 = widen(first);
+            let w1 = widen(_mm_unpackhi_epi64(first, first));
+            let w2 = widen(second);
+            let w3 = widen(_mm_unpackhi_epi64(second, second));
+            let d = _mm256_set1_ps(*scales.add(b));
+            for r in 0..R {
+                let x = xs[r].as_ptr().add(b * BLOCK);
+                let mut t = _mm256_mul_ps(w0, _mm256_loadu_ps(x));
+                t = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.add(8)), t);
+                t = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x.add(16)), t);
+                t = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x.add(24)), t);
+                acc[r] = _mm256_fmadd_ps(d, t, acc[r]);
+                if T == Q4_1 {
+                    min_acc[r] += *mins.add(b) * *sums[r].as_ptr().add(b);
+                }
+            }
+        }
+        let mut out = [0.0f32; R];
+        for r in 0..R {
+            out[r] = hsum(acc[r]) + min_acc[r];
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use focusllm_core::HostTensor;
+
+    use super::*;
+    use crate::quantized::tests::random_blocks;
+
+    fn kernels() -> Vec<Kernel> {
+        let mut k = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if Kernel::detect() == Kernel::Avx2 {
+            k.push(Kernel::Avx2);
+        }
+        k
+    }
+
+    /// Every kernel, every type, 1 to 6 activation rows: the product equals the f64 product with
+    /// the dequantised matrix within f32 rounding.
+    #[test]
+    fn products_match_the_dequantised_matrix() {
+        let (n, k) = (37, 160);
+        for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+            let t = HostTensor { name: "w".into(), dtype, shape: vec![n, k], bytes: random_blocks(dtype, n, k, 11).into() };
+            let w = QuantMatrix::from_host(&t).unwrap();
+            let dense = t.to_f32();
+            for m in 1..=6 {
+                let xs: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 1.5).collect();
+                let x = CpuTensor::new(xs, m, k);
+                for kernel in kernels() {
+                    let got = matmul_with(kernel, &x, &w);
+                    for r in 0..m {
+                        for j in 0..n {
+                            let terms = (0..k).map(|i| f64::from(x.row(r)[i]) * f64::from(dense[j * k + i]));
+                            let (want, scale) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
+                            let diff = (f64::from(got[r * n + j]) - want).abs();
+                            assert!(diff <= 1e-5 * scale, "{kernel:?} {dtype:?} m={m} [{r},{j}]: {} vs {want}", got[r * n + j]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

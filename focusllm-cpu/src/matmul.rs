@@ -93,4 +93,3 @@ fn gemm_nt(x: &CpuTensor, w: &[f32], out_cols: usize, out: &mut [f32], col: usiz
         );
     }
 }
-

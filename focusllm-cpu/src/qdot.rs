@@ -168,10 +168,25 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
-    /// Eight signed bytes (the low half of `v`) as f32.
+    /// The 32 quants of the block at `q` as f32 integers, eight elements per vector, in order.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn widen(v: __m128i) -> __m256 {
-        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
+    unsafe fn unpack<const T: u8>(q: *const u8) -> [__m256; 4] {
+        let bytes = |i: usize| _mm_loadl_epi64(q.add(i) as *const __m128i);
+        if T == Q8_0 {
+            let f = |i| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes(i)));
+            return [f(0), f(8), f(16), f(24)];
+        }
+        // Bytes 0..8 and 8..16 widened to 32-bit lanes; the low nibbles are elements 0..16, the
+        // high nibbles elements 16..32.
+        let (v0, v1) = (_mm256_cvtepu8_epi32(bytes(0)), _mm256_cvtepu8_epi32(bytes(8)));
+        let mask = _mm256_set1_epi32(0x0F);
+        let mut n = [_mm256_and_si256(v0, mask), _mm256_and_si256(v1, mask), _mm256_srli_epi32::<4>(v0), _mm256_srli_epi32::<4>(v1)];
+        if T == Q4_0 {
+            for v in &mut n {
+                *v = _mm256_sub_epi32(*v, _mm256_set1_epi32(8));
+            }
+        }
+        n.map(|v| _mm256_cvtepi32_ps(v))
     }
 
     /// The block types, as the kernel's const parameter.
@@ -193,36 +208,17 @@ mod avx2 {
         let quants = w.quants.as_ptr().add(j * bpr * qb);
         let scales = w.scales.as_ptr().add(j * bpr);
         let mins = if T == Q4_1 { w.mins.as_ptr().add(j * bpr) } else { scales };
-        let mask = _mm_set1_epi8(0x0F);
-        let eight = _mm_set1_epi8(8);
         let mut acc = [_mm256_setzero_ps(); R];
         let mut min_acc = [0.0f32; R];
         for b in 0..bpr {
-            let q = quants.add(b * qb);
-            // Elements 0..16 in `first`, 16..32 in `second`, as signed bytes.
-            let (first, second) = if T == Q8_0 {
-                (_mm_loadu_si128(q as *const __m128i), _mm_loadu_si128(q.add(16) as *const __m128i))
-            } else {
-                let raw = _mm_loadu_si128(q as *const __m128i);
-                let (lo, hi) = (_mm_and_si128(raw, mask), _mm_and_si128(_mm_srli_epi16::<4>(raw), mask));
-                if T == Q4_0 {
-                    (_mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight))
-                } else {
-                    (lo, hi)
-                }
-            };
-            let w0 = widen(first);
-            let w1 = widen(_mm_unpackhi_epi64(first, first));
-            let w2 = widen(second);
-            let w3 = widen(_mm_unpackhi_epi64(second, second));
+            let [w0, w1, w2, w3] = unpack::<T>(quants.add(b * qb));
             let d = _mm256_set1_ps(*scales.add(b));
             for r in 0..R {
                 let x = xs[r].as_ptr().add(b * BLOCK);
-                let mut t = _mm256_mul_ps(w0, _mm256_loadu_ps(x));
-                t = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.add(8)), t);
-                t = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x.add(16)), t);
-                t = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x.add(24)), t);
-                acc[r] = _mm256_fmadd_ps(d, t, acc[r]);
+                // Two short chains rather than one long one: the loop is bound by latency.
+                let t01 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.add(8)), _mm256_mul_ps(w0, _mm256_loadu_ps(x)));
+                let t23 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x.add(24)), _mm256_mul_ps(w2, _mm256_loadu_ps(x.add(16))));
+                acc[r] = _mm256_fmadd_ps(d, _mm256_add_ps(t01, t23), acc[r]);
                 if T == Q4_1 {
                     min_acc[r] += *mins.add(b) * *sums[r].as_ptr().add(b);
                 }

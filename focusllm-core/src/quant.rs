@@ -40,7 +40,12 @@ pub fn split_block(dtype: DType, b: &[u8]) -> Option<Block<'_>> {
     }
 }
 
-/// Writes the [`BLOCK`] values of one block of `dtype`, given as its parts, to `out`.
+/// Writes the [`BLOCK`] values of one block of `dtype`, given as its parts, to `out` (which holds
+/// [`BLOCK`] values).
+///
+/// # Panics
+/// When `dtype` is a dense type (only [`split_block`]'s types have blocks) or `out` is shorter
+/// than a block.
 pub fn dequantize_block(dtype: DType, block: &Block<'_>, out: &mut [f32]) {
     let (d, m, qs) = (block.scale, block.min, block.quants);
     match dtype {

@@ -5,7 +5,7 @@
 //! per-block sums of the activation row taken once per call: the same value as the dot product
 //! with the dequantised row `d * q_i + m`, summed in another order.
 
-use focusllm_core::quant::BLOCK;
+use focusllm_core::quant::{self, Block, BLOCK};
 use focusllm_core::DType;
 use rayon::prelude::*;
 
@@ -115,36 +115,13 @@ impl Kernel {
 mod portable {
     use super::*;
 
-    /// The quants of one block as f32 integers, in element order.
-    fn unpack(dtype: DType, qs: &[u8], out: &mut [f32; BLOCK]) {
-        let (lo, hi) = out.split_at_mut(BLOCK / 2);
-        match dtype {
-            DType::Q8_0 => {
-                for (o, &q) in out.iter_mut().zip(qs) {
-                    *o = f32::from(q as i8);
-                }
-            }
-            DType::Q4_0 => {
-                for ((l, h), &q) in lo.iter_mut().zip(hi).zip(qs) {
-                    *l = f32::from((q & 0x0F) as i8 - 8);
-                    *h = f32::from((q >> 4) as i8 - 8);
-                }
-            }
-            _ => {
-                for ((l, h), &q) in lo.iter_mut().zip(hi).zip(qs) {
-                    *l = f32::from(q & 0x0F);
-                    *h = f32::from(q >> 4);
-                }
-            }
-        }
-    }
-
     pub(super) fn dot<const R: usize>(w: &QuantMatrix, j: usize, xs: [&[f32]; R], sums: [&[f32]; R]) -> [f32; R] {
         let mut acc = [0.0f32; R];
         let mut q = [0.0f32; BLOCK];
         for b in 0..w.blocks_per_row() {
             let block = w.block(j, b);
-            unpack(w.dtype, block.quants, &mut q);
+            // The quants as f32 integers: the block dequantised with unit scale and no minimum.
+            quant::dequantize_block(w.dtype, &Block { scale: 1.0, min: 0.0, quants: block.quants }, &mut q);
             for ((a, x), s) in acc.iter_mut().zip(&xs).zip(&sums) {
                 let t: f32 = q.iter().zip(&x[b * BLOCK..(b + 1) * BLOCK]).map(|(q, x)| q * x).sum();
                 *a += block.scale * t + s.get(b).map_or(0.0, |s| block.min * s);

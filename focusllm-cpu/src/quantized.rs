@@ -87,11 +87,6 @@ impl QuantMatrix {
             quant::dequantize_block(self.dtype, &self.block(r, b), o);
         }
     }
-
-    /// Bytes this matrix holds.
-    pub(crate) fn bytes(&self) -> usize {
-        (self.scales.len() + self.mins.len()) * 4 + self.quants.len()
-    }
 }
 
 fn quant_bytes(dtype: DType) -> usize {

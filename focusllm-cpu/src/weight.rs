@@ -22,14 +22,6 @@ impl CpuWeight {
         }
     }
 
-    /// Bytes of memory the weight's values take.
-    pub fn bytes(&self) -> usize {
-        match self {
-            CpuWeight::Dense(t) => t.data.len() * 4,
-            CpuWeight::Quantized(q) => q.bytes(),
-        }
-    }
-
     /// Rows.
     pub(crate) fn rows(&self) -> usize {
         self.dims().0

@@ -8,6 +8,7 @@ use focusllm_core::{AttentionSeq, HeadLayout};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::softmax::softmax;
 use crate::tensor::CpuTensor;
 
 /// Query rows per task: bounds the score buffer to `BLOCK * kv_len` floats.
@@ -77,14 +78,7 @@ pub(crate) fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, seqs: &[Att
         for i in 0..rows {
             let visible = offset + t.start + i + 1;
             let row = &mut scores[i * keys..(i + 1) * keys];
-            let max = row[..visible].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0.0f32;
-            for x in row[..visible].iter_mut() {
-                *x = (*x - max).exp();
-                total += *x;
-            }
-            let inv = 1.0 / total;
-            row[..visible].iter_mut().for_each(|x| *x *= inv);
+            softmax(&mut row[..visible]);
             row[visible..].iter_mut().for_each(|x| *x = 0.0);
         }
         let dst = unsafe { out_ptr.get().add((seq.q_start + t.start) * q_stride + t.head * hd) };

@@ -1,14 +1,19 @@
-//! The focusllm [`Backend`] on multithreaded CPUs: f32 compute over f32/f16/bf16 weights (widened
-//! at load) and Q8_0/Q4_0/Q4_1 weights (kept in their blocks), dense products through `gemm`,
-//! everything else row-parallel with rayon on a pool of its own.
+//! The focusllm [`Backend`] on multithreaded CPUs: f32 compute over f32 weights, f16/bf16 weights
+//! (kept in 16 bits) and Q8_0/Q4_0/Q4_1 weights (kept in their blocks); products through `gemm`
+//! (on panels widened from the stored form when the weights are not f32) or, for a few activation
+//! rows, straight on the stored form; everything else row-parallel with rayon on a pool of its own.
 #![warn(missing_docs)]
 
 mod attention;
+mod direct;
 mod elementwise;
+mod half_matrix;
+mod halfdot;
 mod matmul;
 mod qdot;
 mod quantized;
 mod rope;
+mod softmax;
 mod tensor;
 mod weight;
 
@@ -16,6 +21,7 @@ use std::ops::Range;
 
 use focusllm_core::{grown_capacity, AttentionSeq, Backend, Error, HeadLayout, HostTensor, Result, RowSlice};
 
+pub use half_matrix::HalfMatrix;
 pub use quantized::QuantMatrix;
 pub use tensor::CpuTensor;
 pub use weight::CpuWeight;
@@ -94,6 +100,9 @@ impl Backend for CpuBackend {
         check(t.has_consistent_size(), || format!("tensor `{}` holds {} bytes for shape {:?} of {:?}", t.name, t.bytes.len(), t.shape, t.dtype))?;
         if let Some(q) = QuantMatrix::from_host(t) {
             return Ok(CpuWeight::Quantized(q));
+        }
+        if let Some(h) = HalfMatrix::from_host(t) {
+            return Ok(CpuWeight::Half(h));
         }
         Ok(CpuWeight::Dense(CpuTensor::new(t.to_f32(), rows, cols)))
     }

@@ -1,19 +1,20 @@
-//! Products with weights: dense f32 matrices through the `gemm` crate (fast for both prefill and
-//! single-row decode shapes); block-quantised matrices on their quants for a few rows, and through
-//! `gemm` on dequantised panels of rows beyond that.
+//! Products with weights: f32 matrices through the `gemm` crate (fast for both prefill and
+//! single-row decode shapes); half-precision and block-quantised matrices in their stored form for
+//! a few rows, and through `gemm` on panels of rows widened to f32 beyond that.
+
+use std::ops::Range;
 
 use gemm::Parallelism;
 
-use crate::qdot;
-use crate::quantized::QuantMatrix;
+use crate::{halfdot, qdot};
 use crate::tensor::CpuTensor;
 use crate::weight::CpuWeight;
 
-/// Activation rows up to which a quantised product reads the quants directly; above it, the
-/// dequantise-then-`gemm` path is faster (the dequantisation is shared by more rows). Measured on
-/// the default model's shapes with 2 threads: direct is 1.1-7x faster up to 16 rows, panels 1.2-1.5x
+/// Activation rows up to which a product reads the stored weights directly; above it, the
+/// widen-then-`gemm` path is faster (the widening is shared by more rows). Measured on the default
+/// model's shapes with 2 threads, for Q4_1: direct is 1.1-7x faster up to 16 rows, panels 1.2-1.5x
 /// faster from 32.
-pub(crate) const QUANT_DIRECT_MAX_ROWS: usize = 16;
+pub(crate) const DIRECT_MAX_ROWS: usize = 16;
 
 /// f32 values in one dequantised panel of weight rows (4 MiB).
 const PANEL_VALUES: usize = 1 << 20;
@@ -27,8 +28,10 @@ pub(crate) fn linear(x: &CpuTensor, w: &CpuWeight, bias: Option<&CpuTensor>) -> 
             gemm_nt(x, &w.data, n, &mut out, 0);
             out
         }
-        CpuWeight::Quantized(q) if m <= QUANT_DIRECT_MAX_ROWS => qdot::matmul(x, q),
-        CpuWeight::Quantized(q) => panels(x, q),
+        CpuWeight::Half(h) if m <= DIRECT_MAX_ROWS => halfdot::matmul(x, h),
+        CpuWeight::Half(h) => panels(x, h.rows, |rows, out| h.dequantize_rows(rows, out)),
+        CpuWeight::Quantized(q) if m <= DIRECT_MAX_ROWS => qdot::matmul(x, q),
+        CpuWeight::Quantized(q) => panels(x, q.rows, |rows, out| q.dequantize_rows(rows, out)),
     };
     if let Some(b) = bias {
         for row in out.chunks_exact_mut(n.max(1)) {
@@ -41,9 +44,10 @@ pub(crate) fn linear(x: &CpuTensor, w: &CpuWeight, bias: Option<&CpuTensor>) -> 
     CpuTensor::new(out, m, n)
 }
 
-/// `x @ q^T` by dequantising a panel of weight rows at a time.
-fn panels(x: &CpuTensor, q: &QuantMatrix) -> Vec<f32> {
-    let (m, k, n) = (x.rows, x.cols, q.rows);
+/// `x @ w^T` for an `n`-row weight matrix `w` by widening a panel of its rows at a time with
+/// `widen(rows, out)`.
+fn panels(x: &CpuTensor, n: usize, widen: impl Fn(Range<usize>, &mut [f32])) -> Vec<f32> {
+    let (m, k) = (x.rows, x.cols);
     let mut out = vec![0.0f32; m * n];
     let panel_rows = (PANEL_VALUES / k.max(1)).clamp(1, n.max(1));
     let mut panel = vec![0.0f32; panel_rows * k];
@@ -51,7 +55,7 @@ fn panels(x: &CpuTensor, q: &QuantMatrix) -> Vec<f32> {
     while start < n {
         let rows = panel_rows.min(n - start);
         let panel = &mut panel[..rows * k];
-        q.dequantize_rows(start..start + rows, panel);
+        widen(start..start + rows, panel);
         gemm_nt(x, panel, n, &mut out, start);
         start += rows;
     }

@@ -7,16 +7,10 @@
 
 use focusllm_core::quant::{self, Block, BLOCK};
 use focusllm_core::DType;
-use rayon::prelude::*;
 
+use crate::direct::{self, Kernel, RowDot};
 use crate::quantized::QuantMatrix;
 use crate::tensor::CpuTensor;
-
-/// Weight rows per parallel task.
-const ROWS_PER_TASK: usize = 16;
-
-/// Activation rows one kernel call serves (each weight block is unpacked once for all of them).
-const GROUP: usize = 4;
 
 /// `x @ w^T`: `x` is `[m, k]` (`m` small), `w` is `[n, k]`; returns `[m, n]` row-major. Runs on
 /// the current rayon pool.
@@ -27,88 +21,52 @@ pub(crate) fn matmul(x: &CpuTensor, w: &QuantMatrix) -> Vec<f32> {
 /// [`matmul`] with a chosen kernel.
 fn matmul_with(kernel: Kernel, x: &CpuTensor, w: &QuantMatrix) -> Vec<f32> {
     assert_eq!(x.cols, w.cols, "activation width against weight width");
-    let (m, n) = (x.rows, w.rows);
     // Per-block sums of each activation row, for Q4_1's minimum term.
-    let sums: Vec<Vec<f32>> = (0..m)
+    let sums = (0..x.rows)
         .map(|r| if w.dtype == DType::Q4_1 { x.row(r).chunks_exact(BLOCK).map(|c| c.iter().sum()).collect() } else { Vec::new() })
         .collect();
-    let (xs, sums) = ((0..m).map(|r| x.row(r)).collect::<Vec<_>>(), sums.iter().map(Vec::as_slice).collect::<Vec<_>>());
-    // Computed as [n, m] so every task owns a contiguous piece of the output.
-    let mut by_weight_row = vec![0.0f32; n * m];
-    by_weight_row.par_chunks_mut(ROWS_PER_TASK * m.max(1)).enumerate().for_each(|(task, out)| {
-        for (i, o) in out.chunks_exact_mut(m).enumerate() {
-            let j = task * ROWS_PER_TASK + i;
-            for ((o, xs), sums) in o.chunks_mut(GROUP).zip(xs.chunks(GROUP)).zip(sums.chunks(GROUP)) {
-                match o.len() {
-                    4 => group::<4>(kernel, w, j, xs, sums, o),
-                    3 => group::<3>(kernel, w, j, xs, sums, o),
-                    2 => group::<2>(kernel, w, j, xs, sums, o),
-                    _ => group::<1>(kernel, w, j, xs, sums, o),
-                }
-            }
-        }
-    });
-    if m == 1 {
-        return by_weight_row;
-    }
-    let mut out = vec![0.0f32; m * n];
-    for (j, row) in by_weight_row.chunks_exact(m).enumerate() {
-        for (r, &v) in row.iter().enumerate() {
-            out[r * n + j] = v;
-        }
-    }
-    out
+    direct::matmul(x, &QuantProduct { kernel, w, sums })
 }
 
-/// Weight row `j` against a group of `R` activation rows (with their block sums), into `out`.
-#[inline]
-fn group<const R: usize>(kernel: Kernel, w: &QuantMatrix, j: usize, xs: &[&[f32]], sums: &[&[f32]], out: &mut [f32]) {
-    let xs: [&[f32]; R] = xs.try_into().expect("a group of R rows");
-    let sums: [&[f32]; R] = sums.try_into().expect("a group of R rows");
-    out.copy_from_slice(&kernel.dot(w, j, xs, sums));
+/// A quantised matrix with the block sums of the activation rows it is multiplied with.
+struct QuantProduct<'a> {
+    kernel: Kernel,
+    w: &'a QuantMatrix,
+    /// `sums[r]`: per-block sums of activation row `r` (Q4_1 only; empty for the other types).
+    sums: Vec<Vec<f32>>,
 }
 
-/// Which implementation of the block dot product runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kernel {
-    /// Plain Rust, any CPU.
-    Portable,
-    /// AVX2 and FMA intrinsics (x86-64 with both features, checked at run time).
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-}
-
-impl Kernel {
-    /// The fastest kernel this CPU supports.
-    pub(crate) fn detect() -> Kernel {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Kernel::Avx2;
-        }
-        Kernel::Portable
+impl RowDot for QuantProduct<'_> {
+    fn rows(&self) -> usize {
+        self.w.rows
     }
 
-    /// The products of weight row `j` with each activation row `xs[r]` (`w.cols` values), given
-    /// the per-block sums `sums[r]` of each (used by Q4_1 only; empty for the other types).
     #[inline]
-    pub(crate) fn dot<const R: usize>(self, w: &QuantMatrix, j: usize, xs: [&[f32]; R], sums: [&[f32]; R]) -> [f32; R] {
-        let sums_needed = if w.dtype == DType::Q4_1 { w.blocks_per_row() } else { 0 };
-        assert!(
-            j < w.rows && xs.iter().all(|x| x.len() == w.cols) && sums.iter().all(|s| s.len() == sums_needed),
-            "kernel operands out of range"
-        );
-        match (self, w.dtype) {
-            (Kernel::Portable, _) => portable::dot(w, j, xs, sums),
-            // SAFETY: the CPU has AVX2 and FMA (checked in `detect`), and the row, the activations
-            // and the sums cover what the kernel reads (checked above).
-            #[cfg(target_arch = "x86_64")]
-            (Kernel::Avx2, DType::Q8_0) => unsafe { avx2::dot::<R, { avx2::Q8_0 }>(w, j, xs, sums) },
-            #[cfg(target_arch = "x86_64")]
-            (Kernel::Avx2, DType::Q4_0) => unsafe { avx2::dot::<R, { avx2::Q4_0 }>(w, j, xs, sums) },
-            // (A `QuantMatrix` holds only the three block types.)
-            #[cfg(target_arch = "x86_64")]
-            (Kernel::Avx2, _) => unsafe { avx2::dot::<R, { avx2::Q4_1 }>(w, j, xs, sums) },
-        }
+    fn dot<const R: usize>(&self, j: usize, first: usize, xs: [&[f32]; R]) -> [f32; R] {
+        dot(self.kernel, self.w, j, xs, std::array::from_fn(|r| self.sums[first + r].as_slice()))
+    }
+}
+
+/// The products of weight row `j` with each activation row `xs[r]` (`w.cols` values), given the
+/// per-block sums `sums[r]` of each (used by Q4_1 only; empty for the other types).
+#[inline]
+fn dot<const R: usize>(kernel: Kernel, w: &QuantMatrix, j: usize, xs: [&[f32]; R], sums: [&[f32]; R]) -> [f32; R] {
+    let sums_needed = if w.dtype == DType::Q4_1 { w.blocks_per_row() } else { 0 };
+    assert!(
+        j < w.rows && xs.iter().all(|x| x.len() == w.cols) && sums.iter().all(|s| s.len() == sums_needed),
+        "kernel operands out of range"
+    );
+    match (kernel, w.dtype) {
+        (Kernel::Portable, _) => portable::dot(w, j, xs, sums),
+        // SAFETY: the CPU has AVX2 and FMA (checked in `Kernel::detect`), and the row, the activations
+        // and the sums cover what the kernel reads (checked above).
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx2, DType::Q8_0) => unsafe { avx2::dot::<R, { avx2::Q8_0 }>(w, j, xs, sums) },
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx2, DType::Q4_0) => unsafe { avx2::dot::<R, { avx2::Q4_0 }>(w, j, xs, sums) },
+        // (A `QuantMatrix` holds only the three block types.)
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx2, _) => unsafe { avx2::dot::<R, { avx2::Q4_1 }>(w, j, xs, sums) },
     }
 }
 
@@ -136,15 +94,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::*;
-
-    /// Sum of the eight lanes.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
-        _mm_cvtss_f32(s)
-    }
+    use crate::direct::avx2::hsum;
 
     /// The 32 quants of the block at `q` as f32 integers, eight elements per vector, in order.
     #[target_feature(enable = "avx2,fma")]
@@ -217,15 +167,6 @@ mod tests {
     use super::*;
     use crate::quantized::tests::random_blocks;
 
-    fn kernels() -> Vec<Kernel> {
-        let mut k = vec![Kernel::Portable];
-        #[cfg(target_arch = "x86_64")]
-        if Kernel::detect() == Kernel::Avx2 {
-            k.push(Kernel::Avx2);
-        }
-        k
-    }
-
     /// Every kernel, every type, 1 to 6 activation rows: the product equals the f64 product with
     /// the dequantised matrix within f32 rounding.
     #[test]
@@ -238,7 +179,7 @@ mod tests {
             for m in 1..=6 {
                 let xs: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 1.5).collect();
                 let x = CpuTensor::new(xs, m, k);
-                for kernel in kernels() {
+                for kernel in Kernel::all_available() {
                     let got = matmul_with(kernel, &x, &w);
                     for r in 0..m {
                         for j in 0..n {

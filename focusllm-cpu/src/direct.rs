@@ -1,0 +1,106 @@
+//! Products of a few f32 activation rows with a weight matrix that is read in its stored form
+//! (quantised blocks or half precision), one weight row at a time: the parallel driver shared by
+//! those kernels, and the choice between their portable and AVX2 builds.
+//!
+//! Decoding is bound by the bytes of weights read, so these products never widen a whole matrix
+//! to f32; each weight row is read once for every activation row of the product.
+
+use rayon::prelude::*;
+
+use crate::tensor::CpuTensor;
+
+/// Weight rows per parallel task.
+const ROWS_PER_TASK: usize = 16;
+
+/// Activation rows one kernel call serves (each weight row is unpacked once for all of them).
+const GROUP: usize = 4;
+
+/// Which build of a row kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// Plain Rust, any CPU.
+    Portable,
+    /// AVX2, FMA and F16C intrinsics (x86-64 with all three, checked at run time).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    /// The fastest build this CPU supports.
+    pub(crate) fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            return Kernel::Avx2;
+        }
+        Kernel::Portable
+    }
+
+    /// Every build this CPU can run, for tests that compare them.
+    #[cfg(test)]
+    pub(crate) fn all_available() -> Vec<Kernel> {
+        let mut k = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if Kernel::detect() == Kernel::Avx2 {
+            k.push(Kernel::Avx2);
+        }
+        k
+    }
+}
+
+/// A weight matrix `[rows, cols]` whose products are computed one weight row at a time.
+pub(crate) trait RowDot: Sync {
+    /// Weight rows: the product's output columns.
+    fn rows(&self) -> usize;
+
+    /// Weight row `j` against `R` activation rows, which are rows `first..first + R` of the
+    /// product's input (for kernels that prepared something per activation row).
+    fn dot<const R: usize>(&self, j: usize, first: usize, xs: [&[f32]; R]) -> [f32; R];
+}
+
+/// `x @ w^T`: `x` is `[m, k]` (`m` small), `w` is `[n, k]`; returns `[m, n]` row-major. Runs on
+/// the current rayon pool.
+pub(crate) fn matmul(x: &CpuTensor, w: &impl RowDot) -> Vec<f32> {
+    let (m, n) = (x.rows, w.rows());
+    let xs: Vec<&[f32]> = (0..m).map(|r| x.row(r)).collect();
+    // Computed as [n, m] so every task owns a contiguous piece of the output.
+    let mut by_weight_row = vec![0.0f32; n * m];
+    by_weight_row.par_chunks_mut(ROWS_PER_TASK * m.max(1)).enumerate().for_each(|(task, out)| {
+        for (i, o) in out.chunks_exact_mut(m).enumerate() {
+            let j = task * ROWS_PER_TASK + i;
+            for (g, (o, xs)) in o.chunks_mut(GROUP).zip(xs.chunks(GROUP)).enumerate() {
+                let first = g * GROUP;
+                match o.len() {
+                    4 => o.copy_from_slice(&w.dot::<4>(j, first, xs.try_into().expect("4 rows"))),
+                    3 => o.copy_from_slice(&w.dot::<3>(j, first, xs.try_into().expect("3 rows"))),
+                    2 => o.copy_from_slice(&w.dot::<2>(j, first, xs.try_into().expect("2 rows"))),
+                    _ => o.copy_from_slice(&w.dot::<1>(j, first, xs.try_into().expect("1 row"))),
+                }
+            }
+        }
+    });
+    if m == 1 {
+        return by_weight_row;
+    }
+    let mut out = vec![0.0f32; m * n];
+    for (j, row) in by_weight_row.chunks_exact(m).enumerate() {
+        for (r, &v) in row.iter().enumerate() {
+            out[r * n + j] = v;
+        }
+    }
+    out
+}
+
+/// Helpers of the AVX2 kernels.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Sum of the eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+}

@@ -86,7 +86,7 @@ fn candidate_rows_use_candidate_projections() {
             let mut p = load(name);
             if let Some(scale) = scale {
                 let file = candidate_file(name, scale, &dir);
-                let src = SafetensorsWeights::from_files(&file, &[file.clone()]).unwrap();
+                let src = SafetensorsWeights::from_files(&file, std::slice::from_ref(&file)).unwrap();
                 assert_eq!(p.model_mut().load_candidate_projections(&src).unwrap(), 6 * p.model().config().num_layers);
             }
             let model = p.model();

@@ -9,17 +9,14 @@ mod common;
 use common::focus_golden::{golden, Golden, Run};
 use common::{fixture_dir, load, max_abs_diff};
 use focusllm::focus::{self, DecodeMode, FocusConfig, Prefix};
-use focusllm::{Backend, Control, LogitsFor, SafetensorsWeights, SeqInput};
+use focusllm::{Backend, Control, LogitsFor, SeqInput};
 
 const TOL: f32 = 1e-4;
 
 fn tiny_model(adapter: bool) -> focusllm::Pipeline<focusllm::cpu::CpuBackend> {
     let mut p = load("tiny-llama");
     if adapter {
-        let file = fixture_dir("focus").join("tiny-llama-adapter.safetensors");
-        let src = SafetensorsWeights::from_files(&file, &[file.clone()]).unwrap();
-        let n = p.model_mut().load_candidate_projections(&src).unwrap();
-        assert_eq!(n, 6 * p.model().config().num_layers);
+        common::focus_golden::load_tiny_adapter(&mut p);
     }
     p
 }
@@ -175,8 +172,7 @@ fn candidate_projections_load_from_the_checkpoint_or_an_adapter_file() {
 /// The tiny model with the reference's low-rank adapter (`lora_a`/`lora_b` on q, k, v and o).
 fn tiny_lora_model() -> focusllm::Pipeline<focusllm::cpu::CpuBackend> {
     let mut p = load("tiny-llama");
-    let n = p.load_adapter(fixture_dir("focus").join("tiny-llama-lora-adapter.safetensors")).unwrap();
-    assert_eq!(n, 4 * p.model().config().num_layers);
+    common::focus_golden::load_tiny_lora(&mut p);
     p
 }
 

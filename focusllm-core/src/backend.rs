@@ -75,6 +75,7 @@ pub trait Backend: Send + Sync + 'static {
     fn upload_weight(&self, tensor: &HostTensor<'_>) -> Result<Self::Weight>;
 
     /// Makes an activation tensor from host data (`data.len() == rows * cols`).
+    #[allow(clippy::wrong_self_convention)] // named for the direction of the copy, as `to_host`
     fn from_host(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor>;
 
     /// Reads a tensor back to the host, row-major.

@@ -175,10 +175,10 @@ impl ModelConfig {
         if self.head_dim % 2 != 0 {
             return Err(invalid("head_dim", &self.head_dim, "rotary embedding needs an even width"));
         }
-        if !(self.rope_theta > 0.0) {
+        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return Err(invalid("rope_theta", &self.rope_theta, "must be positive"));
         }
-        if !(self.rms_norm_eps >= 0.0) {
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps < 0.0 {
             return Err(invalid("rms_norm_eps", &self.rms_norm_eps, "must be non-negative"));
         }
         if let Some(&id) = self.eos_token_ids.iter().find(|&&id| id as usize >= self.vocab_size) {

@@ -35,13 +35,13 @@ impl Sampling {
     /// Checks every field is in range.
     pub fn validate(&self) -> Result<()> {
         let bad = |name, value: f32, reason| Err(Error::InvalidOption { name, value: value.to_string(), reason });
-        if !(self.temperature >= 0.0) || !self.temperature.is_finite() {
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
             return bad("temperature", self.temperature, "must be a finite number >= 0");
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad("top_p", self.top_p, "must be in (0, 1]");
         }
-        if !(self.repetition_penalty > 0.0) || !self.repetition_penalty.is_finite() {
+        if !self.repetition_penalty.is_finite() || self.repetition_penalty <= 0.0 {
             return bad("repetition_penalty", self.repetition_penalty, "must be a finite number > 0");
         }
         Ok(())

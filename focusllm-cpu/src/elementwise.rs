@@ -11,7 +11,7 @@ pub(crate) fn embedding(table: &CpuWeight, ids: &[u32]) -> CpuTensor {
     let mut out = vec![0.0f32; ids.len() * cols];
     out.par_chunks_mut(cols.max(1)).zip(ids).for_each(|(o, &id)| match table {
         CpuWeight::Dense(t) => o.copy_from_slice(t.row(id as usize)),
-        CpuWeight::Half(h) => h.dequantize_row(id as usize, o),
+        CpuWeight::Half(h) => h.widen_row(id as usize, o),
         CpuWeight::Quantized(q) => q.dequantize_row(id as usize, o),
     });
     CpuTensor::new(out, ids.len(), cols)

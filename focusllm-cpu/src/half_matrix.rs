@@ -44,7 +44,7 @@ impl HalfMatrix {
 
     /// Writes rows `rows` widened to f32 to `out` (`rows.len() * cols` values), in parallel on
     /// the current rayon pool.
-    pub(crate) fn dequantize_rows(&self, rows: Range<usize>, out: &mut [f32]) {
+    pub(crate) fn widen_rows(&self, rows: Range<usize>, out: &mut [f32]) {
         debug_assert_eq!(out.len(), rows.len() * self.cols);
         let kernel = Kernel::detect();
         let src = &self.bits[rows.start * self.cols..rows.end * self.cols];
@@ -52,7 +52,7 @@ impl HalfMatrix {
     }
 
     /// Writes row `r` widened to f32 to `out` (`cols` values).
-    pub(crate) fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+    pub(crate) fn widen_row(&self, r: usize, out: &mut [f32]) {
         halfdot::widen(Kernel::detect(), self.dtype, self.row(r), out);
     }
 }
@@ -82,10 +82,10 @@ pub(crate) mod tests {
             let m = HalfMatrix::from_host(&t).unwrap();
             let want = t.to_f32();
             let mut out = vec![0.0; 4 * cols];
-            m.dequantize_rows(1..5, &mut out);
+            m.widen_rows(1..5, &mut out);
             assert_eq!(out, want[cols..5 * cols], "{dtype:?}");
             let mut row = vec![0.0; cols];
-            m.dequantize_row(5, &mut row);
+            m.widen_row(5, &mut row);
             assert_eq!(row, want[5 * cols..], "{dtype:?}");
         }
     }

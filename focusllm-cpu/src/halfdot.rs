@@ -166,6 +166,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::direct::tests::check_products;
     use crate::half_matrix::tests::random_half;
 
     /// Every kernel, both types, 1 to 6 activation rows, widths with and without a tail: the
@@ -176,22 +177,7 @@ mod tests {
             for dtype in [DType::F16, DType::BF16] {
                 let t = random_half(dtype, n, k, 13);
                 let w = HalfMatrix::from_host(&t).unwrap();
-                let dense = t.to_f32();
-                for m in 1..=6 {
-                    let xs: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 1.5).collect();
-                    let x = CpuTensor::new(xs, m, k);
-                    for kernel in Kernel::all_available() {
-                        let got = matmul_with(kernel, &x, &w);
-                        for r in 0..m {
-                            for j in 0..n {
-                                let terms = (0..k).map(|i| f64::from(x.row(r)[i]) * f64::from(dense[j * k + i]));
-                                let (want, scale) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
-                                let diff = (f64::from(got[r * n + j]) - want).abs();
-                                assert!(diff <= 1e-5 * scale, "{kernel:?} {dtype:?} m={m} [{r},{j}]: {} vs {want}", got[r * n + j]);
-                            }
-                        }
-                    }
-                }
+                check_products(n, k, &t.to_f32(), |kernel, x| matmul_with(kernel, x, &w), &format!("{dtype:?} {n}x{k}"));
             }
         }
     }

@@ -29,7 +29,7 @@ pub(crate) fn linear(x: &CpuTensor, w: &CpuWeight, bias: Option<&CpuTensor>) -> 
             out
         }
         CpuWeight::Half(h) if m <= DIRECT_MAX_ROWS => halfdot::matmul(x, h),
-        CpuWeight::Half(h) => panels(x, h.rows, |rows, out| h.dequantize_rows(rows, out)),
+        CpuWeight::Half(h) => panels(x, h.rows, |rows, out| h.widen_rows(rows, out)),
         CpuWeight::Quantized(q) if m <= DIRECT_MAX_ROWS => qdot::matmul(x, q),
         CpuWeight::Quantized(q) => panels(x, q.rows, |rows, out| q.dequantize_rows(rows, out)),
     };

@@ -165,6 +165,7 @@ mod tests {
     use focusllm_core::HostTensor;
 
     use super::*;
+    use crate::direct::tests::check_products;
     use crate::quantized::tests::random_blocks;
 
     /// Every kernel, every type, 1 to 6 activation rows: the product equals the f64 product with
@@ -175,22 +176,7 @@ mod tests {
         for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
             let t = HostTensor { name: "w".into(), dtype, shape: vec![n, k], bytes: random_blocks(dtype, n, k, 11).into() };
             let w = QuantMatrix::from_host(&t).unwrap();
-            let dense = t.to_f32();
-            for m in 1..=6 {
-                let xs: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 1.5).collect();
-                let x = CpuTensor::new(xs, m, k);
-                for kernel in Kernel::all_available() {
-                    let got = matmul_with(kernel, &x, &w);
-                    for r in 0..m {
-                        for j in 0..n {
-                            let terms = (0..k).map(|i| f64::from(x.row(r)[i]) * f64::from(dense[j * k + i]));
-                            let (want, scale) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
-                            let diff = (f64::from(got[r * n + j]) - want).abs();
-                            assert!(diff <= 1e-5 * scale, "{kernel:?} {dtype:?} m={m} [{r},{j}]: {} vs {want}", got[r * n + j]);
-                        }
-                    }
-                }
-            }
+            check_products(n, k, &t.to_f32(), |kernel, x| matmul_with(kernel, x, &w), &format!("{dtype:?}"));
         }
     }
 }

@@ -2,7 +2,8 @@
 //! in f32; Qwen2 with biases, tied embeddings and bf16 weights in shards; Mistral with f16 weights)
 //! against Hugging Face transformers' logits at every position, incremental decoding, greedy
 //! continuations, a packed batch against the CPU backend, and the FocusLLM engine (batched chunk
-//! forwards with candidate projections, every decode mode) against the CPU backend.
+//! forwards with candidate projections, every decode mode) against the CPU backend and against the
+//! PyTorch reference of the algorithm (copied, full and low-rank candidate projections).
 //!
 //! Tolerance: 1e-4 absolute on every logit, as for the CPU backend (logits of order 1-4).
 //! Skips with a printed reason without a CUDA device (fails then if FOCUSLLM_REQUIRE_CUDA=1).
@@ -11,42 +12,15 @@ mod support;
 
 use focusllm_core::focus::{self, DecodeMode, FocusConfig};
 use focusllm_core::generation::Control;
-use focusllm_core::{Backend, GenerateOptions, KvCache, LanguageModel, LogitsFor, Pipeline, SafetensorsWeights, SeqInput};
-use support::{cpu, cuda, fixtures, max_abs_diff};
+use focusllm_core::{Backend, GenerateOptions, KvCache, LanguageModel, LogitsFor, Pipeline, SeqInput};
+use focusllm_testdata::focus_golden::{self, check_run, load_tiny_adapter, load_tiny_lora};
+use focusllm_testdata::golden::golden;
+use focusllm_testdata::{fixture_dir, max_abs_diff, FIXTURES};
+use support::{cpu, cuda};
 
 const TOL: f32 = 1e-4;
-const FIXTURES: [&str; 3] = ["tiny-llama", "tiny-qwen2", "tiny-mistral"];
-
-struct Case {
-    ids: Vec<u32>,
-    logits: Vec<Vec<f32>>,
-    greedy: Vec<u32>,
-}
-
-fn golden(name: &str) -> Vec<Case> {
-    let path = fixtures().join(name).join("golden.json");
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap();
-    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
-    v["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| Case {
-            ids: ids(&c["ids"]),
-            logits: c["logits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
-                .collect(),
-            greedy: ids(&c["greedy"]),
-        })
-        .collect()
-}
-
 fn load<B: Backend>(name: &str, backend: B) -> Pipeline<B> {
-    Pipeline::load(fixtures().join(name), backend).unwrap_or_else(|e| panic!("loading {name}: {e}"))
+    Pipeline::load(fixture_dir(name), backend).unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
 #[test]
@@ -160,9 +134,7 @@ fn focus_run<B: Backend>(p: &Pipeline<B>, tokens: &[u32], config: &FocusConfig, 
 /// Loads the tiny adapter (different candidate projections, so the candidate rows take their own
 /// path through gather, linear and scatter).
 fn with_adapter<B: Backend>(mut p: Pipeline<B>) -> Pipeline<B> {
-    let file = fixtures().join("focus").join("tiny-llama-adapter.safetensors");
-    let src = SafetensorsWeights::from_files(&file, std::slice::from_ref(&file)).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    assert!(p.model_mut().load_candidate_projections(&src).unwrap() > 0);
+    load_tiny_adapter(&mut p);
     p
 }
 
@@ -181,6 +153,29 @@ fn focusllm_engine_matches_cpu_in_every_decode_mode() {
             let d = max_abs_diff(gl, cl);
             assert!(d < TOL, "{mode:?} step {step}: max |diff| {d}");
         }
+    }
+}
+
+#[test]
+fn focusllm_engine_matches_reference_in_every_mode() {
+    let g = focus_golden::golden("tiny-llama");
+    for adapter in [false, true] {
+        let Some(gpu) = cuda("focusllm reference") else { return };
+        let p = load("tiny-llama", gpu);
+        let p = if adapter { with_adapter(p) } else { p };
+        for run in g.runs.iter().filter(|r| r.adapter == adapter) {
+            let worst = check_run(p.model(), &g, run, 3, TOL);
+            eprintln!("MEASURED focus {} on CUDA: max |logit - reference| = {worst:.3e}", run.name);
+        }
+    }
+    // Low-rank candidate projections, applied unmerged (the reference merges them).
+    let g = focus_golden::golden("tiny-llama-lora");
+    let Some(gpu) = cuda("focusllm reference") else { return };
+    let mut p = load("tiny-llama", gpu);
+    load_tiny_lora(&mut p);
+    for run in &g.runs {
+        let worst = check_run(p.model(), &g, run, 3, TOL);
+        eprintln!("MEASURED low-rank {} on CUDA: max |logit - reference| = {worst:.3e}", run.name);
     }
 }
 

@@ -1,11 +1,10 @@
 //! Shared by the device tests: getting a CUDA backend or a printed skip reason, the CPU reference,
-//! fixture paths, comparisons.
-#![allow(dead_code)]
-
-use std::path::PathBuf;
+//! comparisons (fixtures and goldens come from `focusllm-testdata`).
+#![allow(dead_code, unused_imports)] // each test crate uses a part
 
 use focusllm_cpu::{CpuBackend, CpuOptions};
 use focusllm_cuda::{CudaBackend, CudaOptions};
+pub use focusllm_testdata::max_abs_diff;
 
 /// Whether the run must have a CUDA device (`FOCUSLLM_REQUIRE_CUDA=1`, set on GPU machines).
 pub fn cuda_required() -> bool {
@@ -29,28 +28,8 @@ pub fn cpu() -> CpuBackend {
     CpuBackend::new(CpuOptions { threads: Some(2) }).expect("cpu backend")
 }
 
-/// The tiny HF fixtures: `FOCUSLLM_FIXTURES` if set (binaries carried to another machine), else
-/// the workspace's `tests/fixtures` where it was built, else `tests/fixtures` under the current
-/// directory.
-pub fn fixtures() -> PathBuf {
-    if let Ok(dir) = std::env::var("FOCUSLLM_FIXTURES") {
-        return PathBuf::from(dir);
-    }
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
-    if built.is_dir() {
-        return built;
-    }
-    PathBuf::from("tests/fixtures")
-}
-
 /// Largest |a - b| relative to max(1, |b|).
 pub fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs().max(1.0)).fold(0.0, f32::max)
-}
-
-/// Largest absolute difference.
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }

@@ -1,9 +1,10 @@
-//! Helpers shared by the wgpu tests: adapter gating, a seeded PRNG, CPU reference helpers, fixtures.
-#![allow(dead_code)]
-
-use std::path::{Path, PathBuf};
+//! Helpers shared by the wgpu tests: adapter gating, a seeded PRNG, CPU reference helpers, and the
+//! workspace's fixture and golden-file readers (`focusllm-testdata`).
+#![allow(dead_code, unused_imports)] // each test crate uses a part
 
 use focusllm_core::Backend;
+pub use focusllm_testdata::golden::{golden, Case};
+pub use focusllm_testdata::{fixture_dir, focus_golden, max_abs_diff, FIXTURES};
 use focusllm_wgpu::{WgpuBackend, WgpuConfig, WgpuOptions};
 
 /// Opens a wgpu backend for a test, or decides the test cannot run here.
@@ -13,9 +14,8 @@ use focusllm_wgpu::{WgpuBackend, WgpuConfig, WgpuOptions};
 /// When none is found or it cannot be opened, the test prints why and returns `None` (skips) —
 /// unless `FOCUSLLM_TEST_STRICT=1` (set by CI), where it fails.
 pub fn backend_with(config: WgpuConfig) -> Option<WgpuBackend> {
-    let strict = std::env::var("FOCUSLLM_TEST_STRICT").is_ok_and(|v| v == "1");
     let skip = |why: String| -> Option<WgpuBackend> {
-        if strict {
+        if focusllm_testdata::strict() {
             panic!("FOCUSLLM_TEST_STRICT=1 and no usable wgpu adapter: {why}");
         }
         eprintln!(
@@ -72,12 +72,6 @@ impl Rng {
     }
 }
 
-/// Largest absolute difference between two equally long slices.
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
 /// Largest |a - b| / (|b| + floor) over the elements: a relative error that does not blow up
 /// near zero.
 pub fn max_rel_diff(a: &[f32], b: &[f32], floor: f32) -> f32 {
@@ -88,41 +82,4 @@ pub fn max_rel_diff(a: &[f32], b: &[f32], floor: f32) -> f32 {
 /// Reads a tensor back.
 pub fn host(b: &WgpuBackend, t: &<WgpuBackend as Backend>::Tensor) -> Vec<f32> {
     b.to_host(t).expect("read back")
-}
-
-/// The tiny fixture models of the workspace's root tests.
-pub const FIXTURES: [&str; 3] = ["tiny-llama", "tiny-qwen2", "tiny-mistral"];
-
-pub fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
-}
-
-/// One golden case: text, its token ids, transformers' logits at every position, greedy tokens.
-pub struct Case {
-    pub text: String,
-    pub ids: Vec<u32>,
-    pub logits: Vec<Vec<f32>>,
-    pub greedy: Vec<u32>,
-}
-
-pub fn golden(name: &str) -> Vec<Case> {
-    let path = fixture_dir(name).join("golden.json");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
-    v["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| Case {
-            text: c["text"].as_str().unwrap().to_string(),
-            ids: ids(&c["ids"]),
-            logits: c["logits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
-                .collect(),
-            greedy: ids(&c["greedy"]),
-        })
-        .collect()
 }

@@ -2,6 +2,11 @@
 //! template, the answer streams to stdout, progress and speed to stderr. Documents at or past the
 //! FocusLLM threshold are read with FocusLLM automatically (`--plain` turns it off).
 //!
+//! On the default model it loads the repository's trained candidate projections (`adapters/`) and
+//! reads with the sizes they were trained with (L = S = 512, Q = 256), the configuration that
+//! retrieves from memory in the README's measurements; `--no-adapter` uses copied projections and
+//! the official sizes instead. With `--model`, `--adapter FILE` loads trained projections.
+//!
 //! cargo run --release --example ask -- [--model PATH] [--device cpu|wgpu|cuda] [--mode cached-local]
 //!     [--max-tokens N] [--local N] [--chunk N] [--query N] --file DOC.txt "question"
 
@@ -10,22 +15,31 @@ mod common;
 use std::io::Write;
 use std::time::Instant;
 
-use common::{chat_prompt, fail, Args};
-use focusllm::{DecodeMode, GenerateOptions, Progress, ProgressCallback};
+use std::path::PathBuf;
 
-const USAGE: &str = "usage: ask [--model PATH] [--adapter FILE] [--device cpu|wgpu|cuda] [--threads N] [--mode exact|cached-local|frozen|min-entropy]
+use common::{chat_prompt, fail, shipped_adapter_sizes, Args, SHIPPED_ADAPTER};
+use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Progress, ProgressCallback};
+
+const USAGE: &str = "usage: ask [--model PATH] [--adapter FILE | --no-adapter] [--device cpu|wgpu|cuda] [--threads N] [--mode exact|cached-local|frozen|min-entropy]
            [--plain] [--max-tokens N] [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N]
            [--order candidates-first|sink-first] [--prefix auto|none|header] --file DOC.txt \"question\"";
 
 fn main() {
-    let args = Args::parse(USAGE, &["plain"]);
+    let args = Args::parse(USAGE, &["plain", "no-adapter"]);
     let Some(file) = args.get("file") else { fail(USAGE, "--file is required") };
     let question = args.positional.join(" ");
     if question.trim().is_empty() {
         fail(USAGE, "the question is missing");
     }
     let document = std::fs::read_to_string(file).unwrap_or_else(|e| fail("", &format!("cannot read {file}: {e}")));
-    let (llm, _) = args.load_llm();
+    // The shipped adapter on the default model unless told otherwise, with its trained sizes.
+    let shipped = args.get("model").is_none() && args.get("adapter").is_none() && !args.has("no-adapter");
+    let adapter = match args.get("adapter") {
+        Some(file) => Some(PathBuf::from(file)),
+        None => shipped.then(|| PathBuf::from(SHIPPED_ADAPTER)),
+    };
+    let llm = args.load_with(&args.model(), adapter.as_deref());
+    let focus_defaults = if shipped { shipped_adapter_sizes() } else { FocusConfig::default() };
 
     let user = format!("{document}\n\n{question}");
     let (text, header_len) = match chat_prompt(&llm, &user, "") {
@@ -37,12 +51,12 @@ fn main() {
     };
     let ids = llm.tokenizer().encode(&text).unwrap_or_else(|e| fail("", &e.to_string()));
     let mode = DecodeMode::parse(args.get("mode").unwrap_or("cached-local")).unwrap_or_else(|e| fail(USAGE, &e.to_string()));
-    let focus = (!args.has("plain")).then(|| args.focus(mode, header_len));
+    let focus = (!args.has("plain")).then(|| args.focus_over(focus_defaults, mode, header_len));
     let window = llm.config().max_position_embeddings;
     match &focus {
         Some(f) if ids.len() >= f.threshold() => {
-            eprintln!("{} tokens: reading with FocusLLM ({} decoding, {} memory chunks)", ids.len(), mode.name(),
-                (ids.len() - f.local_window).div_ceil(f.chunk_size));
+            eprintln!("{} tokens: reading with FocusLLM ({} decoding, {} memory chunks of {}, local window {})", ids.len(), mode.name(),
+                (ids.len() - f.local_window).div_ceil(f.chunk_size), f.chunk_size, f.local_window);
         }
         None if ids.len() > window => {
             fail("", &format!("the prompt has {} tokens, more than the model's window of {window}; drop --plain to read it with FocusLLM", ids.len()));

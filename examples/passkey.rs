@@ -19,7 +19,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{chat_prompt, fail, peak_rss_mib, reset_peak_rss, Args};
+use common::{chat_prompt, fail, peak_rss_mib, reset_peak_rss, shipped_adapter_sizes, Args, SHIPPED_ADAPTER};
 use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Llm};
 
 const USAGE: &str = "usage: passkey [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [--seeds N] [--plain-max 8k]
@@ -27,9 +27,6 @@ const USAGE: &str = "usage: passkey [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [-
                [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N] [--order candidates-first|sink-first]
                [--prefix auto|none|header] [--no-chat] [--no-share-chunks] [--device cpu|wgpu|cuda] [--threads N]
                [--model PATH] [--adapter FILE] [--verbose]";
-
-/// The adapter trained for the default model (`training/`), in the repository.
-const SHIPPED_ADAPTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/SmolLM2-135M-Instruct.focus-lora.safetensors");
 
 const FILLER: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
@@ -150,7 +147,7 @@ fn main() {
     );
     // The sizes the shipped adapter was trained with; identical chunks (the filler is periodic)
     // computed once, which changes no answer but makes prefill times those of this synthetic input.
-    let focus_defaults = FocusConfig { local_window: 512, chunk_size: 512, query_len: Some(256), share_identical_chunks: true, ..FocusConfig::default() };
+    let focus_defaults = FocusConfig { share_identical_chunks: true, ..shipped_adapter_sizes() };
 
     println!("| mode | tokens | {} | prefill s (mean) | peak RSS MiB |", depths.iter().map(|d| format!("depth {d}")).collect::<Vec<_>>().join(" | "));
     println!("|---|---|{}---|---|", "---|".repeat(depths.len()));

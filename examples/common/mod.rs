@@ -6,6 +6,15 @@ use std::path::{Path, PathBuf};
 
 use focusllm::{CandidateOrder, DecodeMode, Device, FocusConfig, Prefix};
 
+/// The adapter trained for the default model (`training/`), in the repository.
+pub const SHIPPED_ADAPTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/SmolLM2-135M-Instruct.focus-lora.safetensors");
+
+/// The FocusLLM sizes the shipped adapter was trained with (L = S = 512, Q = 256), over the
+/// official defaults for everything else.
+pub fn shipped_adapter_sizes() -> FocusConfig {
+    FocusConfig { local_window: 512, chunk_size: 512, query_len: Some(256), ..FocusConfig::default() }
+}
+
 /// Command-line flags: `--name value` pairs, `--switch` booleans and positional arguments.
 pub struct Args {
     values: HashMap<String, String>,
@@ -75,12 +84,6 @@ impl Args {
         }
     }
 
-    /// Loads the model on the chosen device, with the candidate projections of `--adapter PATH`.
-    pub fn load_llm(&self) -> (focusllm::Llm, PathBuf) {
-        let path = self.model();
-        (self.load_with(&path, self.get("adapter").map(Path::new)), path)
-    }
-
     /// Loads the model at `path` on the chosen device, with the candidate projections of `adapter`.
     pub fn load_with(&self, path: &Path, adapter: Option<&Path>) -> focusllm::Llm {
         let mut llm = focusllm::Llm::load(path, self.device()).unwrap_or_else(|e| fail("", &e.to_string()));
@@ -98,11 +101,6 @@ impl Args {
             Device::Cpu { .. } => Device::Cpu { threads: self.get("threads").map(|_| self.num("threads", 1)) },
             other => other,
         }
-    }
-
-    /// The FocusLLM flags over the official defaults (see [`Args::focus_over`]).
-    pub fn focus(&self, mode: DecodeMode, header_len: usize) -> FocusConfig {
-        self.focus_over(FocusConfig::default(), mode, header_len)
     }
 
     /// The FocusLLM flags: `--local`, `--chunk`, `--query`, `--threshold`, `--chunk-batch`,

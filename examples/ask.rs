@@ -13,9 +13,8 @@
 mod common;
 
 use std::io::Write;
-use std::time::Instant;
-
 use std::path::PathBuf;
+use std::time::Instant;
 
 use common::{chat_prompt, fail, shipped_adapter_sizes, Args, SHIPPED_ADAPTER};
 use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Progress, ProgressCallback};

@@ -103,6 +103,11 @@ impl Args {
         }
     }
 
+    /// The FocusLLM flags over the official defaults (see [`Args::focus_over`]).
+    pub fn focus(&self, mode: DecodeMode, header_len: usize) -> FocusConfig {
+        self.focus_over(FocusConfig::default(), mode, header_len)
+    }
+
     /// The FocusLLM flags: `--local`, `--chunk`, `--query`, `--threshold`, `--chunk-batch`,
     /// `--order candidates-first|sink-first`, `--prefix auto|none|header` (header = `header_len`
     /// tokens of the prompt), `--share-chunks` / `--no-share-chunks` (identical chunks computed

@@ -9,6 +9,8 @@ typedef unsigned int u32;
 
 #define NEG_INF (__int_as_float(0xff800000))
 
+// The CPU emulator of the tests (emulator/) brings portable twins of the PTX helpers.
+#ifndef FOCUSLLM_EMULATOR
 // IEEE half -> f32 (exact).
 __device__ __forceinline__ float f16_to_f32(u16 x) {
     float f;
@@ -22,6 +24,7 @@ __device__ __forceinline__ u16 f32_to_f16(float f) {
     asm("{ cvt.rn.f16.f32 %0, %1; }" : "=h"(h) : "f"(f));
     return h;
 }
+#endif
 
 // bfloat16 -> f32 (exact).
 __device__ __forceinline__ float bf16_to_f32(u16 x) {

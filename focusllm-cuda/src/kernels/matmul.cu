@@ -139,7 +139,8 @@ extern "C" __global__ void linear_tiled_bf16(float* out, const float* x, const u
 #define MM_BK 32
 #define MM_LD (MM_BK + 8)
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// (The CPU emulator of the tests brings its own mma_16816.)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(FOCUSLLM_EMULATOR)
 template <bool BF16>
 __device__ __forceinline__ void mma_16816(float* d, const u32* a, u32 b0, u32 b1) {
     if (BF16) {

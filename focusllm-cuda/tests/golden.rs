@@ -28,14 +28,17 @@ fn full_forward_matches_transformers_at_every_position() {
     for name in FIXTURES {
         let Some(gpu) = cuda("golden full forward") else { return };
         let p = load(name, gpu);
+        let mut worst = 0.0f32;
         for case in golden(name) {
             let mut cache = p.model().new_cache();
             let logits = p.model().forward_one(&case.ids, &mut cache, LogitsFor::All).unwrap();
             for (pos, expected) in case.logits.iter().enumerate() {
                 let d = max_abs_diff(logits.row(pos), expected);
                 assert!(d < TOL, "{name} position {pos}: max |diff| {d}");
+                worst = worst.max(d);
             }
         }
+        eprintln!("MEASURED {name} on CUDA: max |logit - transformers| = {worst:.3e}");
     }
 }
 

@@ -218,4 +218,10 @@ impl Backend for CudaBackend {
     fn truncate_rows(&self, x: &mut CudaTensor, rows: usize) -> Result<()> {
         self.op_truncate_rows(x, rows)
     }
+
+    /// The device's free memory, so FocusLLM refuses an input whose chunk caches cannot fit
+    /// before it starts instead of failing midway.
+    fn memory_available(&self) -> Option<u64> {
+        self.device.memory().ok().map(|(free, _)| free as u64)
+    }
 }

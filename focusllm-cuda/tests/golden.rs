@@ -11,8 +11,8 @@
 mod support;
 
 use focusllm_core::focus::{self, DecodeMode, FocusConfig};
-use focusllm_core::generation::Control;
-use focusllm_core::{Backend, GenerateOptions, KvCache, LanguageModel, LogitsFor, Pipeline, SeqInput};
+use focusllm_core::generation::{CancelToken, Control};
+use focusllm_core::{Backend, Error, GenerateOptions, KvCache, LanguageModel, LogitsFor, Pipeline, SeqInput};
 use focusllm_testdata::focus_golden::{self, check_run, load_tiny_adapter, load_tiny_lora};
 use focusllm_testdata::golden::golden;
 use focusllm_testdata::{fixture_dir, max_abs_diff, FIXTURES};
@@ -179,6 +179,40 @@ fn focusllm_engine_matches_reference_in_every_mode() {
     for run in &g.runs {
         let worst = check_run(p.model(), &g, run, 3, TOL);
         eprintln!("MEASURED low-rank {} on CUDA: max |logit - reference| = {worst:.3e}", run.name);
+    }
+}
+
+/// Exact and cached-local decoding keep every chunk's raw keys and values: an input whose caches
+/// cannot fit in the device's free memory is refused before any work, with a typed error saying
+/// how many bytes it needed. Needs a device small enough to overflow with a few million tokens of
+/// the tiny model (the emulator, given 512 MiB by scripts/test_cuda_emulated.sh); a real GPU's
+/// memory would take hundreds of millions, and the test says so and returns.
+#[test]
+fn an_input_whose_chunk_caches_cannot_fit_is_a_typed_error() {
+    let Some(gpu) = cuda("chunk caches over device memory") else { return };
+    let (free, total) = gpu.memory_info().unwrap();
+    let p = load("tiny-llama", gpu);
+    let c = p.model().config();
+    let per_token = (c.num_layers * c.kv_dim() * 2 * std::mem::size_of::<f32>()) as u64;
+    let n = free as u64 / per_token * 5 / 4 + 4096;
+    if n > 8_000_000 {
+        eprintln!("SKIPPED chunk caches over device memory: {free} free bytes of {total} take an input of {n} tokens to overflow");
+        return;
+    }
+    let tokens = long_input(c.vocab_size, n as usize);
+    let config = FocusConfig { decode: DecodeMode::CachedLocal, share_identical_chunks: false, ..Default::default() };
+    // Cancelled from the start: if the memory check let the input through, condensing stops at
+    // its first batch (an `Error::Cancelled`) instead of running for hours.
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let result = focus::prefill(p.model(), &tokens, &config, Control { cancel: Some(cancel), progress: None });
+    match result {
+        Err(Error::OutOfMemory { what, needed, available }) => {
+            assert!(needed > available && available <= free as u64, "needed {needed}, available {available}, free {free}");
+            eprintln!("{n} tokens: out of memory: {what} needs {needed} bytes, {available} available");
+        }
+        Err(other) => panic!("{n} tokens on a device with {free} bytes free: expected out of memory, got: {other}"),
+        Ok(_) => panic!("{n} tokens on a device with {free} bytes free: the prefill was not refused"),
     }
 }
 

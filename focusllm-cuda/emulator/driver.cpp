@@ -272,6 +272,7 @@ bool run_block(unsigned threads) {
         f.idx = emu::Dim3{x, rest % emu::block_dim.y, rest / emu::block_dim.y};
         f.state = emu::State::Ready;
         f.stack = stacks[i];
+        f.exchanges = 0;
         emu::start(&f.ctx, f.stack, FIBER_STACK, fiber_entry);
     }
     const bool reverse = settings().reverse;
@@ -370,8 +371,8 @@ CUresult launch(Function* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
     emu::dynamic_shared = dynamic.data();
     emu::block_dim = emu::Dim3{bx, by, bz};
     emu::grid_dim = emu::Dim3{gx, gy, gz};
-    emu::block.slots.assign(threads, 0);
-    emu::block.frags.assign(threads * 8, 0);
+    emu::block.slots.assign(2 * threads, 0);
+    emu::block.frags.assign(2 * threads * 8, 0);
     emu::block.fault.clear();
     running = &f->call;
     running_params = params;

@@ -57,6 +57,7 @@ struct Fiber {
     Dim3 idx;
     State state;
     char* stack;
+    int exchanges;  // warp operations done: their parity picks the half of the exchange buffers
 };
 
 /// The block being run: its fibers, the current one and the per-thread exchange slots.
@@ -64,8 +65,12 @@ struct Block {
     std::vector<Fiber> fibers;
     Fiber* current = nullptr;
     Context scheduler;
-    std::vector<uint64_t> slots;  // one per thread: shuffle values
-    std::vector<uint32_t> frags;  // eight words per thread: tensor-core fragments
+    // Exchange buffers of the warp operations, in two halves used by turns: a lane that has
+    // read its warp's values and moved on writes the other half, so one barrier per operation
+    // is enough (the next use of this half waits behind the next operation's barrier, which
+    // every lane reaches only after reading).
+    std::vector<uint64_t> slots;  // two per thread: shuffle values
+    std::vector<uint32_t> frags;  // two times eight words per thread: tensor-core fragments
     std::string fault;            // set by a fiber that faulted; the scheduler stops the launch
 };
 
@@ -89,14 +94,18 @@ inline void wait(State state) {
 /// with an error.
 [[noreturn]] void fault(const std::string& what);
 
+/// The half of the exchange buffers the calling thread's next warp operation uses (0 or 1).
+inline int next_half() {
+    return block.current->exchanges++ & 1;
+}
+
 /// Exchanges 64 bits with lane `src` of the calling warp (every lane must take part).
 inline uint64_t warp_exchange(uint64_t v, int src) {
     int t = thread_rank();
-    block.slots[t] = v;
+    uint64_t* slots = &block.slots[next_half() * block.fibers.size()];
+    slots[t] = v;
     wait(State::WaitWarp);
-    uint64_t r = block.slots[(t & ~31) | (src & 31)];
-    wait(State::WaitWarp);
-    return r;
+    return slots[(t & ~31) | (src & 31)];
 }
 
 }  // namespace emu
@@ -175,14 +184,15 @@ inline u16 f32_to_f16(float f) {
 template <bool BF16>
 inline void mma_16816(float* d, const u32* a, u32 b0, u32 b1) {
     int t = emu::thread_rank();
-    uint32_t* mine = &emu::block.frags[t * 8];
+    uint32_t* frags = &emu::block.frags[emu::next_half() * emu::block.fibers.size() * 8];
+    uint32_t* mine = &frags[t * 8];
     mine[0] = a[0], mine[1] = a[1], mine[2] = a[2], mine[3] = a[3], mine[4] = b0, mine[5] = b1;
     emu::wait(emu::State::WaitWarp);
     auto half = [](uint32_t word, int hi) -> float {
         u16 bits = (u16)(hi ? word >> 16 : word & 0xffffu);
         return BF16 ? __uint_as_float((u32)bits << 16) : f16_to_f32(bits);
     };
-    const uint32_t* warp = &emu::block.frags[(t & ~31) * 8];
+    const uint32_t* warp = &frags[(t & ~31) * 8];
     int lane = t & 31, g = lane >> 2, c = (lane & 3) * 2;
     // Rows g and g + 8 of A come from lanes 4g..4g+3; columns c and c + 1 of B from lanes
     // 4c..4c+3 and 4(c+1)..4(c+1)+3.
@@ -208,5 +218,4 @@ inline void mma_16816(float* d, const u32* a, u32 b0, u32 b1) {
         for (int k = 0; k < 16; ++k) s = std::fma(A[i >> 1][k], B[i & 1][k], s);  // products are exact
         d[i] += s;
     }
-    emu::wait(emu::State::WaitWarp);  // nobody overwrites the fragments before every lane read them
 }

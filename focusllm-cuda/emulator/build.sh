@@ -28,16 +28,16 @@ fi
 
 flags=(-std=c++17 -O2 -g -DFOCUSLLM_EMULATOR -D__CUDA_ARCH__=900 -Wall -Wno-unknown-pragmas
        -Wno-unused-function -I "$here" -I "$out")
-# build TARGET SOURCE FLAGS...: compiles when TARGET is missing or older than any input.
+# build TARGET SOURCE SOURCE FLAGS...: compiles when TARGET is missing or older than any input.
 build() {
-  local target="$1" source="$2"
-  shift 2
+  local target="$1" sources=("$2" "$3")
+  shift 3
   if [ ! -e "$target" ] || [ -n "$(find "$here" "$out/kernels.inc" -newer "$target" -print -quit)" ]; then
-    ${CXX:-c++} "${flags[@]}" "$@" "$source" -o "$target.tmp"
+    ${CXX:-c++} "${flags[@]}" "$@" "${sources[@]}" -o "$target.tmp"
     mv "$target.tmp" "$target"
   fi
 }
-build "$out/libcuda.so.1" "$here/driver.cpp" -fPIC -shared -fvisibility=hidden
-build "$out/selftest" "$here/selftest.cpp"
+build "$out/libcuda.so.1" "$here/driver.cpp" "$here/fibers.cpp" -fPIC -shared -fvisibility=hidden
+build "$out/selftest" "$here/selftest.cpp" "$here/fibers.cpp"
 ln -sf libcuda.so.1 "$out/libcuda.so"
 echo "$out"

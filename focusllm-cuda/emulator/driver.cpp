@@ -2,7 +2,7 @@
 // so the CUDA backend's tests (every operation, the fixtures against transformers, the FocusLLM
 // engine) run in CI without a GPU: the backend, the binding and NVRTC are the real ones; only the
 // driver is replaced. It says nothing about speed, and a sequential scheduler hides some races a
-// GPU would show (see simt.h for what it does check).
+// GPU would show (see simt.h for the execution model, fibers.cpp for its scheduler).
 //
 // What it checks beyond running the kernels: launch shapes (block and grid limits, dynamic shared
 // memory over the default without the opt-in attribute), copies that leave their allocation,
@@ -24,63 +24,6 @@
 
 #include <sys/mman.h>
 #include <unistd.h>
-
-namespace emu {
-Block block;
-Dim3 block_idx, block_dim, grid_dim;
-float* dynamic_shared = nullptr;
-
-#if defined(__x86_64__)
-// switch_stacks(&from_sp, to_sp): pushes the callee-saved registers, stores the stack pointer,
-// loads the other one and pops its registers; `ret` resumes where that context switched away.
-extern "C" void emu_switch_stacks(void** from_sp, void* to_sp);
-asm(R"(
-    .text
-    .p2align 4
-    .type emu_switch_stacks, @function
-emu_switch_stacks:
-    pushq %rbp
-    pushq %rbx
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
-    movq %rsp, (%rdi)
-    movq %rsi, %rsp
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %rbx
-    popq %rbp
-    ret
-    .size emu_switch_stacks, .-emu_switch_stacks
-)");
-
-void start(Context* ctx, char* stack, size_t size, void (*entry)()) {
-    // The first switch pops six zero registers and returns into `entry`, with the stack aligned
-    // as at a function's entry (the slot above is the return address `entry` never uses).
-    auto top = reinterpret_cast<uintptr_t>(stack + size) & ~uintptr_t(15);
-    auto* sp = reinterpret_cast<void**>(top);
-    *--sp = nullptr;
-    *--sp = reinterpret_cast<void*>(entry);
-    for (int i = 0; i < 6; ++i) *--sp = nullptr;
-    ctx->sp = sp;
-}
-
-void switch_to(Context* from, Context* to) { emu_switch_stacks(&from->sp, to->sp); }
-#else
-void start(Context* ctx, char* stack, size_t size, void (*entry)()) {
-    getcontext(&ctx->uc);
-    ctx->uc.uc_stack.ss_sp = stack;
-    ctx->uc.uc_stack.ss_size = size;
-    ctx->uc.uc_link = nullptr;
-    makecontext(&ctx->uc, entry, 0);
-}
-
-void switch_to(Context* from, Context* to) { swapcontext(&from->uc, &to->uc); }
-#endif
-}  // namespace emu
 
 // The crate's kernel sources, as build.sh prepared them.
 #include "kernels.inc"
@@ -136,7 +79,6 @@ Settings& settings() {
 
 const size_t DEFAULT_SHARED = 48 * 1024;
 const size_t OPTIN_SHARED = 227 * 1024;
-const size_t FIBER_STACK = 64 * 1024;
 
 std::recursive_mutex api;  // the emulator runs one call at a time
 
@@ -190,7 +132,7 @@ bool inside(CUdeviceptr ptr, size_t bytes) {
 
 // ---- modules and kernels ------------------------------------------------------------------------
 
-typedef std::function<void(void**)> Call;
+typedef emu::Call Call;
 
 template <typename... A, size_t... I>
 void call_with(void (*k)(A...), void** params, std::index_sequence<I...>) {
@@ -231,99 +173,11 @@ struct Module {
     std::map<std::string, Function> functions;  // looked up so far: one handle per name
 };
 
-// ---- the block scheduler ------------------------------------------------------------------------
-
-const Call* running = nullptr;
-void** running_params = nullptr;
-const char* running_name = nullptr;
-volatile sig_atomic_t in_launch = 0;
-std::vector<char*> stacks;
-
-void fiber_entry() {
-    (*running)(running_params);
-    emu::Fiber* f = emu::block.current;
-    f->state = emu::State::Done;
-    emu::switch_to(&f->ctx, &emu::block.scheduler);
-    abort();  // a finished fiber is never resumed
-}
-
-std::string block_name() {
-    char buf[64];
-    snprintf(buf, sizeof buf, "block (%u,%u,%u)", emu::block_idx.x, emu::block_idx.y, emu::block_idx.z);
-    return buf;
-}
-
-/// The running block and thread, for fault messages from inside a fiber.
-std::string where() {
-    char buf[64];
-    const emu::Fiber* f = emu::block.current;
-    snprintf(buf, sizeof buf, ", thread (%u,%u,%u)", f ? f->idx.x : 0, f ? f->idx.y : 0, f ? f->idx.z : 0);
-    return block_name() + buf;
-}
-
-/// Runs block `emu::block_idx` with `threads` fibers; false (and `emu::block.fault` set) on a fault.
-bool run_block(unsigned threads) {
-    auto& b = emu::block;
-    b.fibers.resize(threads);
-    while (stacks.size() < threads) stacks.push_back(static_cast<char*>(malloc(FIBER_STACK)));
-    for (unsigned i = 0; i < threads; ++i) {
-        emu::Fiber& f = b.fibers[i];
-        unsigned x = i % emu::block_dim.x, rest = i / emu::block_dim.x;
-        f.idx = emu::Dim3{x, rest % emu::block_dim.y, rest / emu::block_dim.y};
-        f.state = emu::State::Ready;
-        f.stack = stacks[i];
-        f.exchanges = 0;
-        emu::start(&f.ctx, f.stack, FIBER_STACK, fiber_entry);
-    }
-    const bool reverse = settings().reverse;
-    for (;;) {
-        for (unsigned k = 0; k < threads; ++k) {
-            emu::Fiber& f = b.fibers[reverse ? threads - 1 - k : k];
-            if (f.state != emu::State::Ready) continue;
-            b.current = &f;
-            emu::switch_to(&b.scheduler, &f.ctx);
-            if (!b.fault.empty()) return false;
-        }
-        b.current = nullptr;
-        // Every thread now waits at a barrier or has returned. Release warps first.
-        bool released = false;
-        for (unsigned w = 0; w * 32 < threads; ++w) {
-            unsigned lo = w * 32, hi = std::min(threads, lo + 32), waiting = 0, done = 0;
-            for (unsigned i = lo; i < hi; ++i) {
-                waiting += b.fibers[i].state == emu::State::WaitWarp;
-                done += b.fibers[i].state == emu::State::Done;
-            }
-            if (waiting == 0) continue;
-            if (waiting == 32) {
-                for (unsigned i = lo; i < hi; ++i) b.fibers[i].state = emu::State::Ready;
-                released = true;
-            } else if (waiting + done == hi - lo) {
-                b.fault = block_name() + ": a warp operation in warp " + std::to_string(w) + " while " +
-                          std::to_string(done) + " of its lanes have returned (or the warp is partial)";
-                return false;
-            }
-        }
-        if (released) continue;
-        unsigned alive = 0, at_barrier = 0;
-        for (auto& f : b.fibers) {
-            alive += f.state != emu::State::Done;
-            at_barrier += f.state == emu::State::WaitBlock;
-        }
-        if (alive == 0) return true;
-        if (at_barrier != alive) {
-            b.fault = block_name() + ": threads wait at different barriers (__syncthreads against a warp operation)";
-            return false;
-        }
-        for (auto& f : b.fibers)
-            if (f.state == emu::State::WaitBlock) f.state = emu::State::Ready;
-    }
-}
-
 struct sigaction previous_segv;
 
 void on_segv(int sig, siginfo_t* info, void* ctx) {
-    if (in_launch) {
-        std::string msg = "CUDA emulator: kernel `" + std::string(running_name) + "`, " + where() +
+    if (emu::running.name) {
+        std::string msg = "CUDA emulator: kernel `" + std::string(emu::running.name) + "`, " + emu::where() +
                           " touched memory outside every allocation (address " +
                           std::to_string((uintptr_t)info->si_addr) + ")\n";
         ssize_t ignored = write(2, msg.data(), msg.size());
@@ -374,20 +228,17 @@ CUresult launch(Function* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
     emu::block.slots.assign(2 * threads, 0);
     emu::block.frags.assign(2 * threads * 8, 0);
     emu::block.fault.clear();
-    running = &f->call;
-    running_params = params;
-    running_name = f->name.c_str();
+    emu::running = emu::Kernel{&f->call, params, f->name.c_str()};
     install_segv_reporter();
-    in_launch = 1;
     bool ok = true;
     for (unsigned z = 0; z < gz && ok; ++z)
         for (unsigned y = 0; y < gy && ok; ++y)
             for (unsigned x = 0; x < gx && ok; ++x) {
                 emu::block_idx = emu::Dim3{x, y, z};
                 std::fill(dynamic.begin(), dynamic.end(), std::nanf(""));
-                ok = run_block((unsigned)threads);
+                ok = emu::run_block((unsigned)threads, settings().reverse);
             }
-    in_launch = 0;
+    emu::running = emu::Kernel{};
     if (!ok) {
         std::string why = emu::block.fault;
         emu::block.fault.clear();
@@ -402,14 +253,6 @@ bool initialised = false;
 
 }  // namespace
 
-namespace emu {
-void fault(const std::string& what) {
-    block.fault = where() + ": " + what;
-    block.current->state = State::Done;
-    switch_to(&block.current->ctx, &block.scheduler);
-    abort();  // never resumed
-}
-}  // namespace emu
 
 // ---- the driver API (only what the binding calls for this crate) -------------------------------
 

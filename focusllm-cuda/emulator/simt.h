@@ -94,6 +94,26 @@ inline void wait(State state) {
 /// with an error.
 [[noreturn]] void fault(const std::string& what);
 
+/// A kernel with its arguments: the driver unpacks `params` (pointers to each argument, as
+/// cuLaunchKernel receives them) into a call of the kernel function.
+typedef std::function<void(void**)> Call;
+
+/// The kernel being launched; `name` is null between launches.
+struct Kernel {
+    const Call* call = nullptr;
+    void** params = nullptr;
+    const char* name = nullptr;
+};
+
+extern Kernel running;
+
+/// Runs block `block_idx` of `running` with `threads` fibers (each phase in reverse order when
+/// `reverse`); false, with `block.fault` set, when the kernel broke one of CUDA's rules.
+bool run_block(unsigned threads, bool reverse);
+
+/// "block (x,y,z), thread (x,y,z)" of the running fiber, for fault messages.
+std::string where();
+
 /// The half of the exchange buffers the calling thread's next warp operation uses (0 or 1).
 inline int next_half() {
     return block.current->exchanges++ & 1;

@@ -12,7 +12,7 @@ const COMMON: &str = include_str!("kernels/common.cuh");
 /// One CUDA C source file of the crate and the kernels (`extern "C"` functions) it defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KernelSource {
-    /// Embedding, RMSNorm, RoPE, SwiGLU, residual add, row scatter.
+    /// Embedding (every weight type), RMSNorm, RoPE, SwiGLU, residual add, row scatter.
     Elementwise,
     /// Products against weights: GEMV, CUDA-core tiles, tensor-core tiles.
     Matmul,
@@ -46,15 +46,33 @@ impl KernelSource {
     pub fn kernels(self) -> &'static [&'static str] {
         match self {
             KernelSource::Elementwise => {
-                &["embedding_f32", "embedding_f16", "embedding_bf16", "rms_norm", "rope", "swiglu", "add", "scatter_rows"]
+                &[
+                    "embedding_f32",
+                    "embedding_f16",
+                    "embedding_bf16",
+                    "embedding_q8_0",
+                    "embedding_q4_0",
+                    "embedding_q4_1",
+                    "rms_norm",
+                    "rope",
+                    "swiglu",
+                    "add",
+                    "scatter_rows",
+                ]
             }
             KernelSource::Matmul => &[
                 "linear_gemv_f32",
                 "linear_gemv_f16",
                 "linear_gemv_bf16",
+                "linear_gemv_q8_0",
+                "linear_gemv_q4_0",
+                "linear_gemv_q4_1",
                 "linear_tiled_f32",
                 "linear_tiled_f16",
                 "linear_tiled_bf16",
+                "linear_tiled_q8_0",
+                "linear_tiled_q4_0",
+                "linear_tiled_q4_1",
                 "linear_mma_f16",
                 "linear_mma_bf16",
             ],
@@ -65,6 +83,13 @@ impl KernelSource {
     /// The source that defines kernel `name`.
     pub fn of_kernel(name: &str) -> Option<KernelSource> {
         Self::ALL.into_iter().find(|s| s.kernels().contains(&name))
+    }
+
+    /// The kernel `{family}_{suffix}` (e.g. `linear_gemv` and `q4_1`), if the file defines it.
+    pub fn kernel(self, family: &str, suffix: &str) -> Option<&'static str> {
+        self.kernels().iter().copied().find(|name| {
+            name.strip_prefix(family).and_then(|rest| rest.strip_prefix('_')) == Some(suffix)
+        })
     }
 
     /// The complete translation unit handed to NVRTC.

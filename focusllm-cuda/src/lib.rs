@@ -8,8 +8,9 @@
 //! The kernels are CUDA C files in `src/kernels/`, compiled by NVRTC for the device's architecture
 //! the first time one of them is needed, and kept for the backend's life ([`kernels`] compiles them
 //! without a GPU, for tests). Activations stay on the device as f32; weights keep their checkpoint
-//! precision (f32, f16, bf16) and are multiplied with f32 accumulation, on the tensor cores for
-//! f16/bf16 on sm_80 and newer. Only [`Backend::to_host`] waits for the GPU.
+//! precision (f32, f16, bf16, or GGUF's Q8_0/Q4_0/Q4_1 blocks, dequantised as the kernels read
+//! them) and are multiplied with f32 accumulation, on the tensor cores for f16/bf16 on sm_80 and
+//! newer. Only [`Backend::to_host`] waits for the GPU.
 //!
 //! Runtime requirements: an NVIDIA driver for CUDA 13 and `libnvrtc.so.13` on the library search
 //! path (`pip install nvidia-cuda-nvrtc`; `scripts/install_nvrtc.sh` prints the directory).
@@ -143,12 +144,11 @@ impl Backend for CudaBackend {
         let halves = || -> Vec<u16> { t.bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect() };
         let data = match (t.dtype, rows) {
             // Vectors (norm scales, biases) are read by f32 kernels.
-            // Quantised matrices (from GGUF files) are dequantised: the kernels read f32/f16/bf16.
-            (DType::F32 | DType::Q8_0 | DType::Q4_0 | DType::Q4_1, _) | (_, 1) => {
-                WeightData::F32(self.upload(&what, &t.to_f32())?)
-            }
+            (DType::F32, _) | (_, 1) => WeightData::F32(self.upload(&what, &t.to_f32())?),
             (DType::F16, _) => WeightData::F16(self.upload(&what, &halves())?),
             (DType::BF16, _) => WeightData::BF16(self.upload(&what, &halves())?),
+            // Quantised matrices (from GGUF files) keep their blocks; the kernels dequantise.
+            (DType::Q8_0 | DType::Q4_0 | DType::Q4_1, _) => WeightData::Blocks(t.dtype, self.upload(&what, &t.bytes)?),
         };
         Ok(CudaWeight { data, rows, cols })
     }

@@ -4,6 +4,7 @@ use cudarc::driver::{result as cu, CudaSlice, DevicePtr, DeviceRepr};
 use focusllm_core::Result;
 
 use crate::error::{driver, is_out_of_memory, out_of_memory};
+use crate::tensor::WeightData;
 use crate::CudaBackend;
 
 impl CudaBackend {
@@ -38,6 +39,15 @@ impl CudaBackend {
     pub(crate) fn ptr<T>(&self, s: &CudaSlice<T>, offset: usize) -> u64 {
         let (p, _sync) = s.device_ptr(&self.device.stream);
         p + (offset * std::mem::size_of::<T>()) as u64
+    }
+
+    /// Raw device address of a weight's first element.
+    pub(crate) fn weight_ptr(&self, data: &WeightData) -> u64 {
+        match data {
+            WeightData::F32(s) => self.ptr(s, 0),
+            WeightData::F16(s) | WeightData::BF16(s) => self.ptr(s, 0),
+            WeightData::Blocks(_, s) => self.ptr(s, 0),
+        }
     }
 
     /// Queues a device-to-device copy of `bytes` bytes.

@@ -1,5 +1,5 @@
 //! Device-resident tensors: f32 activations (shared, copy-on-write, with spare rows for cheap
-//! appends) and weights kept in their checkpoint precision.
+//! appends) and weights kept in their checkpoint precision, quantised blocks included.
 
 use std::sync::Arc;
 
@@ -54,10 +54,28 @@ pub(crate) enum WeightData {
     F16(CudaSlice<u16>),
     /// bfloat16 bit patterns.
     BF16(CudaSlice<u16>),
+    /// ggml's block-quantised Q8_0, Q4_0 or Q4_1: the checkpoint's bytes as they are, dequantised
+    /// by the kernels as they read them (a Q4_1 matrix takes a sixth of its f32 size).
+    Blocks(DType, CudaSlice<u8>),
 }
 
-/// A weight on the device: a matrix `[out, in]` in its checkpoint precision (f32, f16 or bf16),
-/// or a vector `[n]` (one row) in f32.
+impl WeightData {
+    /// The element type's part of kernel names: `f32`, `f16`, `bf16`, `q8_0`, `q4_0`, `q4_1`
+    /// (`linear_gemv_q4_1`, `embedding_f16`, ...).
+    pub(crate) fn kernel_suffix(&self) -> &'static str {
+        match self {
+            WeightData::F32(_) => "f32",
+            WeightData::F16(_) => "f16",
+            WeightData::BF16(_) => "bf16",
+            WeightData::Blocks(DType::Q8_0, _) => "q8_0",
+            WeightData::Blocks(DType::Q4_0, _) => "q4_0",
+            WeightData::Blocks(_, _) => "q4_1",
+        }
+    }
+}
+
+/// A weight on the device: a matrix `[out, in]` in its checkpoint precision (f32, f16, bf16, or
+/// ggml's Q8_0/Q4_0/Q4_1 blocks), or a vector `[n]` (one row) in f32.
 pub struct CudaWeight {
     pub(crate) data: WeightData,
     pub(crate) rows: usize,
@@ -76,6 +94,7 @@ impl CudaWeight {
             WeightData::F32(_) => DType::F32,
             WeightData::F16(_) => DType::F16,
             WeightData::BF16(_) => DType::BF16,
+            WeightData::Blocks(dtype, _) => dtype,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Every operation of the CUDA backend against the CPU backend on random inputs: shapes that take
-//! each matmul kernel (GEMV, tensor cores, CUDA-core tiles) and each weight type, attention over
-//! packed batches with GQA, key splits and wide heads, and the row operations' copy-on-write.
+//! each matmul kernel (GEMV, tensor cores, CUDA-core tiles) and each weight type (quantised blocks
+//! included, read in place), attention over packed batches with GQA, key splits and wide heads,
+//! and the row operations' copy-on-write.
 //! Skips with a printed reason without a CUDA device (fails then if FOCUSLLM_REQUIRE_CUDA=1).
 
 mod support;
@@ -24,6 +25,29 @@ fn host_tensor(name: &str, shape: Vec<usize>, data: &[f32], dtype: DType) -> Hos
         DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => panic!("{dtype:?}: this helper makes dense tensors"),
     };
     HostTensor { name: name.into(), dtype, shape, bytes: Cow::Owned(bytes) }
+}
+
+/// A `[rows, cols]` tensor of random ggml blocks of `dtype` (Q8_0, Q4_0 or Q4_1): scales of either
+/// sign that keep the values within about ±0.5 (as the dense tests' weights), Q4_1 minima, and
+/// every quant bit pattern likely.
+fn random_blocks(rng: &mut StdRng, name: &str, rows: usize, cols: usize, dtype: DType) -> HostTensor<'static> {
+    let (block, block_bytes) = dtype.block();
+    let largest_quant = match dtype {
+        DType::Q8_0 => 128.0,
+        DType::Q4_0 => 8.0,
+        _ => 15.0,
+    };
+    let mut bytes = Vec::with_capacity(rows * cols / block * block_bytes);
+    for _ in 0..rows * cols / block {
+        let scale = 0.5 / largest_quant;
+        bytes.extend(f16::from_f32(rng.random_range(-scale..scale)).to_le_bytes());
+        if dtype == DType::Q4_1 {
+            bytes.extend(f16::from_f32(rng.random_range(-0.25..0.25)).to_le_bytes());
+        }
+        let quant_bytes = block_bytes - if dtype == DType::Q4_1 { 4 } else { 2 };
+        bytes.extend((0..quant_bytes).map(|_| rng.random::<u8>()));
+    }
+    HostTensor { name: name.into(), dtype, shape: vec![rows, cols], bytes: Cow::Owned(bytes) }
 }
 
 /// Asserts |gpu - cpu| <= tol * (1 + |cpu|) everywhere.
@@ -64,6 +88,27 @@ fn linear_matches_cpu_for_every_kernel_and_weight_type() {
     }
 }
 
+#[test]
+fn linear_reads_quantised_blocks_in_place_for_every_kernel() {
+    let Some(gpu) = cuda("linear (quantised)") else { return };
+    let cpu = cpu();
+    let mut rng = StdRng::seed_from_u64(11);
+    // Widths are whole blocks; row counts take the GEMV and the tiled kernels.
+    let shapes = [(1, 64, 96), (3, 96, 17), (8, 128, 64), (9, 64, 130), (70, 96, 72), (64, 576, 1536)];
+    for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+        for &(m, k, n) in &shapes {
+            let x = random(&mut rng, m * k, 2.0);
+            let w = random_blocks(&mut rng, "w", n, k, dtype);
+            let bias = host_tensor("b", vec![n], &random(&mut rng, n, 1.0), DType::F32);
+            let uploaded = gpu.upload_weight(&w).unwrap();
+            assert_eq!(uploaded.dtype(), dtype, "the device keeps the blocks");
+            let g = linear_on(&gpu, &x, m, &w, Some(&bias));
+            let c = linear_on(&cpu, &x, m, &w, Some(&bias));
+            assert_close(&format!("linear {dtype:?} {m}x{k} @ {n}x{k}"), &g, &c, 2e-5);
+        }
+    }
+}
+
 fn embedding_on<B: Backend>(b: &B, table: &HostTensor<'_>, ids: &[u32]) -> Vec<f32> {
     let t = b.upload_weight(table).unwrap();
     b.to_host(&b.embedding(&t, ids).unwrap()).unwrap()
@@ -80,6 +125,21 @@ fn embedding_matches_cpu_and_rejects_bad_ids() {
         assert_eq!(embedding_on(&gpu, &table, &ids), embedding_on(&cpu, &table, &ids), "{dtype:?}");
         let t = gpu.upload_weight(&table).unwrap();
         assert!(gpu.embedding(&t, &[3, 100]).is_err(), "id 100 of a 100-row table");
+    }
+}
+
+#[test]
+fn embedding_dequantises_blocks_exactly_as_the_checkpoint_reader() {
+    let Some(gpu) = cuda("embedding (quantised)") else { return };
+    let mut rng = StdRng::seed_from_u64(2);
+    let ids = [0u32, 7, 63, 7, 31];
+    for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+        let table = random_blocks(&mut rng, "embed", 64, 96, dtype);
+        let all = table.to_f32();
+        let expected: Vec<f32> = ids.iter().flat_map(|&id| all[id as usize * 96..(id as usize + 1) * 96].to_vec()).collect();
+        assert_eq!(embedding_on(&gpu, &table, &ids), expected, "{dtype:?}");
+        let t = gpu.upload_weight(&table).unwrap();
+        assert!(gpu.embedding(&t, &[3, 64]).is_err(), "id 64 of a 64-row table");
     }
 }
 

@@ -2,9 +2,11 @@
 //! of the transformer is a WGSL compute shader, activations stay on the device, and the only
 //! read-back is [`Backend::to_host`] (the logits of a forward).
 //!
-//! - Weights: matrices in f16 where the adapter has `SHADER_F16` (converted from f32/bf16/f16 at
-//!   upload), f32 otherwise or when [`WeightPrecision::F32`] is asked for; vectors in f32. A matrix
-//!   larger than the adapter's largest storage binding is split into row ranges.
+//! - Weights: GGUF's quantised matrices (Q8_0, Q4_0, Q4_1) keep their blocks, dequantised by the
+//!   shaders as they read them; other matrices in f16 where the adapter has `SHADER_F16` (converted
+//!   from f32/bf16/f16 at upload), f32 otherwise or when [`WeightPrecision::F32`] is asked for;
+//!   vectors in f32. A matrix larger than the adapter's largest storage binding is split into row
+//!   ranges.
 //! - Kernels: tiled matrix product with workgroup memory (and a matrix-vector kernel for decode
 //!   steps), fused causal attention with online softmax and GQA over packed sequences, RMSNorm,
 //!   RoPE at given positions, SwiGLU, embedding lookup, residual sum; row gathers, scatters and
@@ -50,7 +52,7 @@ pub enum WeightPrecision {
 /// Settings beyond [`WgpuOptions`], for [`WgpuBackend::with_config`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WgpuConfig {
-    /// Precision of weight matrices.
+    /// Precision of dense weight matrices (quantised ones keep their blocks either way).
     pub precision: WeightPrecision,
     /// Largest part (bytes) of a weight matrix; below the adapter's storage-binding limit it forces
     /// weights to be split into more parts (`None`: the adapter's limit).

@@ -1,5 +1,6 @@
 //! Device-resident tensors: activations ([`WgpuTensor`], f32, pooled, shape kept on the host) and
-//! weights ([`WgpuWeight`], f16 or f32, split into row ranges that each fit one binding).
+//! weights ([`WgpuWeight`], quantised blocks, f16 or f32, split into row ranges that each fit one
+//! binding).
 
 use std::sync::Arc;
 
@@ -75,8 +76,9 @@ pub(crate) struct WeightPart {
 
 /// A checkpoint weight on the device: a matrix `[rows, cols]` (a vector is one row).
 ///
-/// Matrices are kept in f16 where the adapter has `SHADER_F16` (unless f32 is asked for), vectors
-/// (norm weights, biases) always in f32. A matrix larger than the adapter's largest storage binding
+/// Quantised matrices (GGUF's Q8_0, Q4_0, Q4_1) keep their blocks, read in place by the shaders;
+/// other matrices are kept in f16 where the adapter has `SHADER_F16` (unless f32 is asked for);
+/// vectors (norm weights, biases) always in f32. A matrix larger than the adapter's largest storage binding
 /// is split into row ranges, each in its own buffer.
 pub struct WgpuWeight {
     pub(crate) rows: usize,
@@ -90,7 +92,7 @@ impl std::fmt::Debug for WgpuWeight {
         f.debug_struct("WgpuWeight")
             .field("rows", &self.rows)
             .field("cols", &self.cols)
-            .field("f16", &self.is_f16())
+            .field("dtype", &self.dtype())
             .field("parts", &self.parts.len())
             .finish()
     }
@@ -105,6 +107,17 @@ impl WgpuWeight {
     /// Whether the elements are stored as f16.
     pub fn is_f16(&self) -> bool {
         self.dtype == WeightType::F16
+    }
+
+    /// The element type kept on the device: F32, F16, or the checkpoint's quantised type.
+    pub fn dtype(&self) -> DType {
+        match self.dtype {
+            WeightType::F32 => DType::F32,
+            WeightType::F16 => DType::F16,
+            WeightType::Q8_0 => DType::Q8_0,
+            WeightType::Q4_0 => DType::Q4_0,
+            WeightType::Q4_1 => DType::Q4_1,
+        }
     }
 
     /// Number of buffers the weight is split into (1 unless it exceeds one binding).
@@ -128,26 +141,43 @@ impl WgpuWeight {
 }
 
 /// Element data of a host tensor in the type the device keeps.
-enum Converted {
+enum Converted<'a> {
     F32(Vec<f32>),
     F16(Vec<u16>),
+    /// Quantised blocks, as the checkpoint holds them.
+    Blocks(&'a [u8]),
 }
 
-fn convert(t: &HostTensor<'_>, to_f16: bool) -> Converted {
-    if !to_f16 {
-        return Converted::F32(t.to_f32());
-    }
+fn convert<'a>(t: &'a HostTensor<'_>, to: WeightType) -> Converted<'a> {
     let b = &t.bytes;
-    Converted::F16(match t.dtype {
-        DType::F16 => b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect(),
-        DType::BF16 => {
-            b.chunks_exact(2).map(|c| f16::from_f32(bf16::from_le_bytes([c[0], c[1]]).to_f32()).to_bits()).collect()
-        }
-        DType::F32 => {
-            b.chunks_exact(4).map(|c| f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits()).collect()
-        }
-        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => t.to_f32().into_iter().map(|x| f16::from_f32(x).to_bits()).collect(),
-    })
+    match to {
+        WeightType::F32 => Converted::F32(t.to_f32()),
+        WeightType::Q8_0 | WeightType::Q4_0 | WeightType::Q4_1 => Converted::Blocks(b),
+        WeightType::F16 => Converted::F16(match t.dtype {
+            DType::F16 => b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect(),
+            DType::BF16 => {
+                b.chunks_exact(2).map(|c| f16::from_f32(bf16::from_le_bytes([c[0], c[1]]).to_f32()).to_bits()).collect()
+            }
+            DType::F32 => {
+                b.chunks_exact(4).map(|c| f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits()).collect()
+            }
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => t.to_f32().into_iter().map(|x| f16::from_f32(x).to_bits()).collect(),
+        }),
+    }
+}
+
+/// The type a weight is kept in: quantised matrices keep their blocks when each row is whole
+/// blocks (GGUF's always are); other matrices f16 where the context keeps f16, else f32; vectors
+/// f32.
+fn stored_type(ctx: &Context, t: &HostTensor<'_>, matrix: bool, cols: usize) -> WeightType {
+    let whole_blocks = cols % focusllm_core::quant::BLOCK == 0;
+    match t.dtype {
+        DType::Q8_0 if matrix && whole_blocks => WeightType::Q8_0,
+        DType::Q4_0 if matrix && whole_blocks => WeightType::Q4_0,
+        DType::Q4_1 if matrix && whole_blocks => WeightType::Q4_1,
+        _ if matrix && ctx.f16_weights => WeightType::F16,
+        _ => WeightType::F32,
+    }
 }
 
 /// Bytes of `data[start..end]`, padded with zeros to a multiple of 4.
@@ -174,9 +204,13 @@ pub(crate) fn upload_weight(ctx: &Context, t: &HostTensor<'_>) -> Result<WgpuWei
             t.dtype
         )));
     }
-    let dtype = if matrix && ctx.f16_weights { WeightType::F16 } else { WeightType::F32 };
-    let elem = if dtype == WeightType::F16 { 2 } else { 4 };
-    let row_bytes = (cols * elem).max(1) as u64;
+    let dtype = stored_type(ctx, t, matrix, cols);
+    let row_bytes = match dtype {
+        WeightType::F32 => cols * 4,
+        WeightType::F16 => cols * 2,
+        _ => t.dtype.bytes_for(cols).unwrap_or(0),
+    }
+    .max(1) as u64;
     let limit = if matrix { ctx.max_weight_part } else { ctx.max_binding() };
     if row_bytes > limit {
         return Err(err(format!(
@@ -185,7 +219,7 @@ pub(crate) fn upload_weight(ctx: &Context, t: &HostTensor<'_>) -> Result<WgpuWei
         )));
     }
     let rows_per_part = ((limit / row_bytes) as usize).max(1);
-    let data = convert(t, dtype == WeightType::F16);
+    let data = convert(t, dtype);
     let mut parts = Vec::new();
     let mut start = 0;
     while start < rows || parts.is_empty() {
@@ -193,6 +227,7 @@ pub(crate) fn upload_weight(ctx: &Context, t: &HostTensor<'_>) -> Result<WgpuWei
         let bytes = match &data {
             Converted::F32(d) => part_bytes(d, start * cols, end * cols),
             Converted::F16(d) => part_bytes(d, start * cols, end * cols),
+            Converted::Blocks(d) => part_bytes(d, start * row_bytes as usize, end * row_bytes as usize),
         };
         let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(&t.name),

@@ -5,6 +5,7 @@
 //! - f32 weights, and f16 weights compared with a reference that uses the same f16-rounded
 //!   weights: 1e-4 relative to max(1, |expected|) (only the f32 summation order differs);
 //! - f16 weights against the exact (unrounded) reference: 1e-2 relative;
+//! - quantised weights (kept as blocks) against the product with the dequantised matrix: 1e-4;
 //! - attention, RMSNorm, RoPE, SwiGLU, add: 1e-5 absolute (f32 arithmetic throughout);
 //! - row copies (gather/scatter/append/embedding): exact.
 
@@ -145,6 +146,71 @@ fn half_precision_checkpoint_tensors_upload_exactly() {
         let d = max_rel_diff(&got, &linear_ref(&xv, &w_dev, None, m, k, n), 1.0);
         assert!(d < F32_TOL, "{dtype:?}: {d}");
     }
+}
+
+/// `[rows, cols]` random ggml blocks of `dtype` (Q8_0, Q4_0, Q4_1): scales of either sign keeping
+/// values within about ±1, Q4_1 minima, and random quant bytes.
+fn random_blocks(rng: &mut Rng, rows: usize, cols: usize, dtype: DType) -> HostTensor<'static> {
+    let (block, block_bytes) = dtype.block();
+    let (largest_quant, header) = match dtype {
+        DType::Q8_0 => (128.0, 2),
+        DType::Q4_0 => (8.0, 2),
+        _ => (15.0, 4),
+    };
+    let mut bytes = Vec::new();
+    for _ in 0..rows * cols / block {
+        bytes.extend(f16::from_f32(rng.uniform() / largest_quant).to_le_bytes());
+        if dtype == DType::Q4_1 {
+            bytes.extend(f16::from_f32(rng.uniform() / 2.0).to_le_bytes());
+        }
+        bytes.extend((header..block_bytes).map(|_| rng.below(256) as u8));
+    }
+    HostTensor { name: "w".into(), dtype, shape: vec![rows, cols], bytes: bytes.into() }
+}
+
+#[test]
+fn quantised_matrices_keep_their_blocks_and_match_the_dequantised_product() {
+    // Whole and split into parts (600 bytes: 5-11 rows of 96 elements, so parts end inside tiles).
+    for max_binding_bytes in [None, Some(600)] {
+        let Some(b) = backend_with(WgpuConfig { max_binding_bytes, ..Default::default() }) else { return };
+        let mut rng = Rng::new(6);
+        for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+            let (k, n) = (96, 130);
+            let t = random_blocks(&mut rng, n, k, dtype);
+            let wv = t.to_f32();
+            let w = b.upload_weight(&t).unwrap();
+            assert_eq!(w.dtype(), dtype, "the device keeps the blocks");
+            assert_eq!(w.parts() > 1, max_binding_bytes.is_some());
+            let bv = rng.vec(n);
+            let bias = weight(&b, vec![n], &bv);
+            for m in [1, 3, 17, 70] {
+                let xv = rng.vec(m * k);
+                let x = b.from_host(&xv, m, k).unwrap();
+                let got = host(&b, &b.linear(&x, &w, Some(&bias)).unwrap());
+                let d = max_rel_diff(&got, &linear_ref(&xv, &wv, Some(&bv), m, k, n), 1.0);
+                assert!(d < F32_TOL, "{dtype:?} linear m={m} parts={}: {d}", w.parts());
+            }
+            let ids = [0u32, 129, 7, 64, 7];
+            let got = host(&b, &b.embedding(&w, &ids).unwrap());
+            let want: Vec<f32> = ids.iter().flat_map(|&i| wv[i as usize * k..(i as usize + 1) * k].to_vec()).collect();
+            assert_eq!(got, want, "{dtype:?} embedding parts={}", w.parts());
+        }
+    }
+}
+
+#[test]
+fn quantised_matrices_with_rows_of_partial_blocks_are_widened() {
+    let Some(b) = backend() else { return };
+    let mut rng = Rng::new(7);
+    // 2 rows of 48: three blocks, the second shared by both rows.
+    let t = random_blocks(&mut rng, 2, 48, DType::Q4_1);
+    let w = b.upload_weight(&t).unwrap();
+    assert!(matches!(w.dtype(), DType::F32 | DType::F16), "{:?}", w.dtype());
+    let w_dev = if w.is_f16() { round_f16(&t.to_f32()) } else { t.to_f32() };
+    let xv = rng.vec(48);
+    let got = host(&b, &b.linear(&b.from_host(&xv, 1, 48).unwrap(), &w, None).unwrap());
+    let d = max_rel_diff(&got, &linear_ref(&xv, &w_dev, None, 1, 48, 2), 1.0);
+    assert!(d < F32_TOL, "{d}");
 }
 
 #[test]

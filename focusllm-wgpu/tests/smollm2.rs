@@ -1,6 +1,7 @@
-//! The default model (SmolLM2-135M-Instruct, Q4_1 GGUF dequantised at load) on wgpu against the
-//! CPU backend: a short prompt's 8-token greedy continuation must be the same, and the prompt's
-//! last logits close (f16 weights on wgpu vs f32 on the CPU: measured and printed as `MEASURED`).
+//! The default model (SmolLM2-135M-Instruct, a Q4_1 GGUF with a Q8_0 embedding table) on wgpu
+//! against the CPU backend: a short prompt's 8-token greedy continuation must be the same, and the
+//! prompt's last logits close (measured and printed as `MEASURED`). Both backends keep the GGUF's
+//! blocks and compute in f32 from the same dequantised values, so only summation order differs.
 //!
 //! About a minute on lavapipe (the 8 decode steps of a 135M model dominate).
 //!
@@ -12,8 +13,9 @@ mod common;
 use focusllm_core::{default_model, GenerateOptions, LanguageModel, LogitsFor, Pipeline};
 use focusllm_cpu::{CpuBackend, CpuOptions};
 
-/// Logits of order 10-20: f16 weights move them by a few hundredths.
-const LOGIT_TOL: f32 = 0.25;
+/// Logits of order 10-25, in f32 from the same values on both sides (measured 5.3e-5 on lavapipe;
+/// matrices rounded to f16, as before the shaders read blocks, moved them by a few hundredths).
+const LOGIT_TOL: f32 = 1e-3;
 
 #[test]
 fn greedy_continuation_equals_cpu_backend() {
@@ -38,10 +40,7 @@ fn greedy_continuation_equals_cpu_backend() {
     let got = last(gpu.model().forward_one(&prompt, &mut c2, LogitsFor::Last).unwrap());
     let d = common::max_abs_diff(&got, &want);
     let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    eprintln!(
-        "MEASURED smollm2 (f16 weights {}): max |logit wgpu - cpu| = {d:.3e} (max |logit| {scale:.1})",
-        gpu.model().backend().f16_weights()
-    );
+    eprintln!("MEASURED smollm2: max |logit wgpu - cpu| = {d:.3e} (max |logit| {scale:.1})");
     assert!(d < LOGIT_TOL, "prompt logits differ by {d}");
 
     let options = GenerateOptions { max_tokens: 8, stop_at_eos: false, ..Default::default() };

@@ -11,15 +11,18 @@ __device__ void embedding_impl(float* out, const typename W::T* table, const u32
     out[(long long)r * cols + c] = W::load(table, src);
 }
 
-extern "C" __global__ void embedding_f32(float* out, const float* table, const u32* ids, int rows, int cols) {
-    embedding_impl<WF32>(out, table, ids, rows, cols);
-}
-extern "C" __global__ void embedding_f16(float* out, const u16* table, const u32* ids, int rows, int cols) {
-    embedding_impl<WF16>(out, table, ids, rows, cols);
-}
-extern "C" __global__ void embedding_bf16(float* out, const u16* table, const u32* ids, int rows, int cols) {
-    embedding_impl<WBF16>(out, table, ids, rows, cols);
-}
+// One entry point per weight type: embedding_<type>.
+#define EMBEDDING_ENTRY(suffix, W)                                                                      \
+    extern "C" __global__ void embedding_##suffix(float* out, const W::T* table, const u32* ids,        \
+                                                  int rows, int cols) {                                  \
+        embedding_impl<W>(out, table, ids, rows, cols);                                                  \
+    }
+EMBEDDING_ENTRY(f32, WF32)
+EMBEDDING_ENTRY(f16, WF16)
+EMBEDDING_ENTRY(bf16, WBF16)
+EMBEDDING_ENTRY(q8_0, WQ8_0)
+EMBEDDING_ENTRY(q4_0, WQ4_0)
+EMBEDDING_ENTRY(q4_1, WQ4_1)
 
 // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight. One block of 256 threads per row.
 extern "C" __global__ void rms_norm(float* out, const float* x, const float* weight, int rows, int cols, float eps) {

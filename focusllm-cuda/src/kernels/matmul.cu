@@ -1,5 +1,6 @@
 // Dense products against weights: out[m, n] = x[m, k] . w[n, k] (+ bias[n]), f32 activations,
-// f32/f16/bf16 weights, f32 accumulation. Three kernels, chosen by the host:
+// f32/f16/bf16 weights or ggml's Q8_0/Q4_0/Q4_1 blocks (read in place, dequantised as loaded), f32
+// accumulation. Three kernels, chosen by the host:
 //   linear_gemv_*  few rows (decode): one warp per output column, every weight read once for all
 //                  rows (memory-bound: the weights' bytes are the cost).
 //   linear_mma_*   many rows, f16/bf16 weights, sm_80 and newer: tensor-core mma.sync m16n8k16.
@@ -7,7 +8,7 @@
 //                  (x = h0 + h1 + ...; two for f16, three for bf16), each multiplied exactly on the
 //                  tensor cores, so the product keeps close to f32 precision instead of rounding
 //                  the activations to 16 bits.
-//   linear_tiled_* many rows, any weight type, any architecture: 64x64 shared-memory tiles,
+//   linear_tiled_* many rows, any other weight type or architecture: 64x64 shared-memory tiles,
 //                  4x4 outputs per thread, CUDA cores.
 
 #define GEMV_MAX_ROWS 8
@@ -19,15 +20,15 @@ __device__ void gemv_impl(float* out, const float* x, const typename W::T* w, co
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int j = blockIdx.x * GEMV_WARPS + warp;
     if (j >= n) return;
-    const typename W::T* wr = w + (long long)j * k;
+    long long wr = (long long)j * k;  // the row's first element
     float acc[GEMV_MAX_ROWS];
 #pragma unroll
     for (int r = 0; r < GEMV_MAX_ROWS; ++r) acc[r] = 0.0f;
     if ((k & 1) == 0) {
         // Two consecutive weights per lane per step: 64 elements per warp access.
         for (int kk = lane * 2; kk < k; kk += 64) {
-            float w0 = W::load(wr, kk);
-            float w1 = W::load(wr, kk + 1);
+            float w0 = W::load(w, wr + kk);
+            float w1 = W::load(w, wr + kk + 1);
 #pragma unroll
             for (int r = 0; r < GEMV_MAX_ROWS; ++r) {
                 if (r < m) {
@@ -39,7 +40,7 @@ __device__ void gemv_impl(float* out, const float* x, const typename W::T* w, co
         }
     } else {
         for (int kk = lane; kk < k; kk += 32) {
-            float wv = W::load(wr, kk);
+            float wv = W::load(w, wr + kk);
 #pragma unroll
             for (int r = 0; r < GEMV_MAX_ROWS; ++r) {
                 if (r < m) acc[r] = fmaf(wv, x[(long long)r * k + kk], acc[r]);
@@ -52,16 +53,6 @@ __device__ void gemv_impl(float* out, const float* x, const typename W::T* w, co
         float v = warp_sum(acc[r]);
         if (lane == 0 && r < m) out[(long long)r * n + j] = v + b;
     }
-}
-
-extern "C" __global__ void linear_gemv_f32(float* out, const float* x, const float* w, const float* bias, int m, int k, int n) {
-    gemv_impl<WF32>(out, x, w, bias, m, k, n);
-}
-extern "C" __global__ void linear_gemv_f16(float* out, const float* x, const u16* w, const float* bias, int m, int k, int n) {
-    gemv_impl<WF16>(out, x, w, bias, m, k, n);
-}
-extern "C" __global__ void linear_gemv_bf16(float* out, const float* x, const u16* w, const float* bias, int m, int k, int n) {
-    gemv_impl<WBF16>(out, x, w, bias, m, k, n);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -120,15 +111,23 @@ __device__ void tiled_impl(float* out, const float* x, const typename W::T* w, c
     }
 }
 
-extern "C" __global__ void linear_tiled_f32(float* out, const float* x, const float* w, const float* bias, int m, int k, int n) {
-    tiled_impl<WF32>(out, x, w, bias, m, k, n);
-}
-extern "C" __global__ void linear_tiled_f16(float* out, const float* x, const u16* w, const float* bias, int m, int k, int n) {
-    tiled_impl<WF16>(out, x, w, bias, m, k, n);
-}
-extern "C" __global__ void linear_tiled_bf16(float* out, const float* x, const u16* w, const float* bias, int m, int k, int n) {
-    tiled_impl<WBF16>(out, x, w, bias, m, k, n);
-}
+// The GEMV and CUDA-core entry points, one pair per weight type: linear_gemv_<type> and
+// linear_tiled_<type>.
+#define LINEAR_ENTRIES(suffix, W)                                                                       \
+    extern "C" __global__ void linear_gemv_##suffix(float* out, const float* x, const W::T* w,          \
+                                                    const float* bias, int m, int k, int n) {            \
+        gemv_impl<W>(out, x, w, bias, m, k, n);                                                          \
+    }                                                                                                    \
+    extern "C" __global__ void linear_tiled_##suffix(float* out, const float* x, const W::T* w,         \
+                                                     const float* bias, int m, int k, int n) {           \
+        tiled_impl<W>(out, x, w, bias, m, k, n);                                                         \
+    }
+LINEAR_ENTRIES(f32, WF32)
+LINEAR_ENTRIES(f16, WF16)
+LINEAR_ENTRIES(bf16, WBF16)
+LINEAR_ENTRIES(q8_0, WQ8_0)
+LINEAR_ENTRIES(q4_0, WQ4_0)
+LINEAR_ENTRIES(q4_1, WQ4_1)
 
 // ---------------------------------------------------------------------------------------------
 // Tensor-core product: 128 threads (4 warps, 2x2), 64x64 outputs per block, each warp 32x32

@@ -7,7 +7,8 @@ use focusllm_core::{Error, Result};
 
 use crate::error::{check, err};
 use crate::launch::{blocks, config, launch, per_element, THREADS};
-use crate::tensor::{CudaTensor, CudaWeight, WeightData};
+use crate::kernels::KernelSource;
+use crate::tensor::{CudaTensor, CudaWeight};
 use crate::CudaBackend;
 
 impl CudaBackend {
@@ -20,12 +21,11 @@ impl CudaBackend {
         if rows > 0 && cols > 0 {
             let ids_dev = self.upload("token ids", ids)?;
             let cfg = config((rows as u32, blocks(cols, THREADS as usize), 1), THREADS, 0);
-            let (name, table_ptr) = match &table.data {
-                WeightData::F32(s) => ("embedding_f32", self.ptr(s, 0)),
-                WeightData::F16(s) => ("embedding_f16", self.ptr(s, 0)),
-                WeightData::BF16(s) => ("embedding_bf16", self.ptr(s, 0)),
-            };
-            launch!(self, name, cfg; self.ptr(&out, 0), table_ptr, self.ptr(&ids_dev, 0), rows as i32, cols as i32);
+            let suffix = table.data.kernel_suffix();
+            let name = KernelSource::Elementwise
+                .kernel("embedding", suffix)
+                .ok_or_else(|| err(format!("embedding: no kernel for {suffix} tables")))?;
+            launch!(self, name, cfg; self.ptr(&out, 0), self.weight_ptr(&table.data), self.ptr(&ids_dev, 0), rows as i32, cols as i32);
         }
         Ok(CudaTensor::new(out, rows, cols))
     }

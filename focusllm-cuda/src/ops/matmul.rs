@@ -4,6 +4,7 @@
 use focusllm_core::Result;
 
 use crate::error::{check, err};
+use crate::kernels::KernelSource;
 use crate::launch::{blocks, config, launch};
 use crate::tensor::{CudaTensor, CudaWeight, WeightData};
 use crate::CudaBackend;
@@ -50,40 +51,17 @@ impl CudaBackend {
             return Ok(CudaTensor::new(out, m, n));
         }
         let kind = choose(m, &w.data, self.device.compute_capability);
-        let (suffix, w_ptr) = match &w.data {
-            WeightData::F32(s) => ("f32", self.ptr(s, 0)),
-            WeightData::F16(s) => ("f16", self.ptr(s, 0)),
-            WeightData::BF16(s) => ("bf16", self.ptr(s, 0)),
+        let (family, cfg) = match kind {
+            MatmulKernel::Gemv => ("linear_gemv", config((blocks(n, 8), 1, 1), 256, 0)),
+            MatmulKernel::TensorCore => ("linear_mma", config((blocks(n, 64), blocks(m, 64), 1), 128, 0)),
+            MatmulKernel::Tiled => ("linear_tiled", config((blocks(n, 64), blocks(m, 64), 1), 256, 0)),
         };
-        let (name, cfg): (&'static str, _) = match (kind, suffix) {
-            (MatmulKernel::Gemv, s) => (gemv_name(s), config((blocks(n, 8), 1, 1), 256, 0)),
-            (MatmulKernel::TensorCore, s) => (mma_name(s), config((blocks(n, 64), blocks(m, 64), 1), 128, 0)),
-            (MatmulKernel::Tiled, s) => (tiled_name(s), config((blocks(n, 64), blocks(m, 64), 1), 256, 0)),
-        };
+        let suffix = w.data.kernel_suffix();
+        let name = KernelSource::Matmul
+            .kernel(family, suffix)
+            .ok_or_else(|| err(format!("linear: no {family} kernel for {suffix} weights")))?;
+        let w_ptr = self.weight_ptr(&w.data);
         launch!(self, name, cfg; self.ptr(&out, 0), self.ptr(&x.buf, 0), w_ptr, bias_ptr, m as i32, k as i32, n as i32);
         Ok(CudaTensor::new(out, m, n))
-    }
-}
-
-fn gemv_name(s: &str) -> &'static str {
-    match s {
-        "f32" => "linear_gemv_f32",
-        "f16" => "linear_gemv_f16",
-        _ => "linear_gemv_bf16",
-    }
-}
-
-fn tiled_name(s: &str) -> &'static str {
-    match s {
-        "f32" => "linear_tiled_f32",
-        "f16" => "linear_tiled_f16",
-        _ => "linear_tiled_bf16",
-    }
-}
-
-fn mma_name(s: &str) -> &'static str {
-    match s {
-        "f16" => "linear_mma_f16",
-        _ => "linear_mma_bf16",
     }
 }

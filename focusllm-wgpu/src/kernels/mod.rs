@@ -48,21 +48,53 @@ impl Shader {
     }
 }
 
-/// Element type of a weight buffer as the shader reads it (`wt` in the WGSL sources).
+/// Element type of a weight buffer as the shader reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WeightType {
     F32,
     F16,
+    /// ggml's Q8_0 blocks, read in place (the GGUF bytes as u32 words).
+    Q8_0,
+    /// ggml's Q4_0 blocks, read in place.
+    Q4_0,
+    /// ggml's Q4_1 blocks, read in place.
+    Q4_1,
 }
 
-/// The source compiled for `weight`: `wt` aliases the weight element type (`enable f16;` first
-/// where it is `f16`), then the kernel's own constants (`consts`, WGSL declarations).
+impl Shader {
+    /// Whether the shader reads a weight matrix through `weight(i)` (its binding named `w`).
+    fn reads_weights(self) -> bool {
+        matches!(self, Shader::Matmul | Shader::Matvec | Shader::Embedding)
+    }
+}
+
+/// The source compiled for `weight`: `wt` aliases the element type of the weight buffer (`enable
+/// f16;` first where it is `f16`; `u32` words for quantised blocks), then for the shaders that read
+/// weights `fn weight(i: u32) -> f32`, element `i` of the buffer `w` as f32, and `fn weight4(i)`,
+/// elements `i..i + 4` (`i` a multiple of 4), then the kernel's own constants (`consts`, WGSL
+/// declarations).
 fn full_source(shader: Shader, weight: WeightType, consts: &str) -> String {
     let prelude = match weight {
         WeightType::F16 => "enable f16;\nalias wt = f16;\n",
         WeightType::F32 => "alias wt = f32;\n",
+        WeightType::Q8_0 | WeightType::Q4_0 | WeightType::Q4_1 => "alias wt = u32;\n",
     };
-    format!("{prelude}{consts}\n{}", shader.source())
+    let reader = match (shader.reads_weights(), weight) {
+        (false, _) => String::new(),
+        (true, WeightType::F32 | WeightType::F16) => concat!(
+            "fn weight(i: u32) -> f32 { return f32(w[i]); }\n",
+            "fn weight4(i: u32) -> vec4<f32> { return vec4<f32>(f32(w[i]), f32(w[i + 1u]), f32(w[i + 2u]), f32(w[i + 3u])); }\n"
+        )
+        .into(),
+        (true, quantised) => {
+            let name = format!("{quantised:?}").to_lowercase();
+            format!(
+                "{}\nfn weight(i: u32) -> f32 {{ return {name}(i); }}\nfn weight4(i: u32) -> vec4<f32> {{ return {name}_4(i); }}\n",
+                include_str!("../shaders/quant.wgsl")
+            )
+        }
+    };
+    format!("{prelude}{reader}{consts}\n{}", shader.source())
 }
 
 impl Context {

@@ -1,6 +1,6 @@
 // Embedding lookup from one row-range part of a (possibly split) table: y[r, c] = table[id - start, c]
 // for every requested id that falls in this part's rows. One thread per output value.
-// `wt` is defined by the host's prelude.
+// `wt` and `weight` (element i of the table part `w` as f32) come from the host's prelude.
 
 struct Params {
     n_ids: u32,
@@ -15,7 +15,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read> table: array<wt>;
+@group(0) @binding(2) var<storage, read> w: array<wt>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(256, 1, 1)
@@ -32,6 +32,6 @@ fn main(
     let c = i % p.cols;
     let id = ids[r];
     if (id >= p.row_start && id - p.row_start < p.part_rows) {
-        y[i] = f32(table[(id - p.row_start) * p.cols + c]);
+        y[i] = weight((id - p.row_start) * p.cols + c);
     }
 }

@@ -1,8 +1,9 @@
 // Tiled matrix product y[m, n_offset + n] = sum_k x[m, k] * w[n, k] (+ bias[n_offset + n]).
 // One workgroup (16x16 threads) computes a (16 RM) x 64 output tile; each thread an RM x 4 block
 // strided by 16 in both directions. Tiles of x (16 RM rows x 16 k) and w (64 rows x 16 k) are
-// staged in workgroup memory. The host's prelude defines `wt` (the weight element type, f32 or
-// f16) and `RM` (4 for many rows, 1 for a few, so short prompts do not compute 64-row tiles).
+// staged in workgroup memory. The host's prelude defines `wt` (the weight buffer's element type),
+// `weight(i)` (element i of the part `w` as f32: f32, f16 or quantised blocks) and `RM` (4 for
+// many rows, 1 for a few, so short prompts do not compute 64-row tiles).
 
 struct Params {
     m: u32,          // rows of x and y
@@ -50,17 +51,27 @@ fn main(
             }
             xs[c * TM + r] = xv;
         }
-        for (var l = 0u; l < 4u; l++) {
-            let idx = li + 256u * l;
-            let r = idx / TK;
-            let c = idx % TK;
+        // The weight tile: each thread reads four consecutive k of one row (with one scale and
+        // one word of quantised blocks when k is a multiple of 4).
+        {
+            let r = li / 4u;
+            let c = (li % 4u) * 4u;
             let gk = k0 + c;
             let gn = n0 + r;
-            var wv = 0.0;
+            var wv = vec4<f32>(0.0);
             if (gn < p.n && gk < p.k) {
-                wv = f32(w[gn * p.k + gk]);
+                if (p.k % 4u == 0u) {
+                    wv = weight4(gn * p.k + gk);
+                } else {
+                    for (var e = 0u; e < 4u && gk + e < p.k; e++) {
+                        wv[e] = weight(gn * p.k + gk + e);
+                    }
+                }
             }
-            ws[c * TN + r] = wv;
+            ws[c * TN + r] = wv.x;
+            ws[(c + 1u) * TN + r] = wv.y;
+            ws[(c + 2u) * TN + r] = wv.z;
+            ws[(c + 3u) * TN + r] = wv.w;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {

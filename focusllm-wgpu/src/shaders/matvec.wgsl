@@ -1,7 +1,8 @@
 // Matrix product for a few rows of x (decode steps): y[m, n_offset + n] = sum_k x[m, k] * w[n, k]
 // (+ bias), for m < 4. A workgroup of 32x8 threads handles 8 output columns; the 32 lanes of a
-// column stride over k (coalesced reads of the weight row) and reduce in workgroup memory.
-// `wt` is defined by the host's prelude.
+// column stride over k (coalesced reads of the weight row, four elements a lane when k is a
+// multiple of 4) and reduce in workgroup memory.
+// `wt` and `weight` (element i of the weight part `w` as f32) come from the host's prelude.
 
 struct Params {
     m: u32,
@@ -32,10 +33,24 @@ fn main(
     let group = wg.x + wg.y * nwg.x;
     let n = group * 8u + lid.y;
     var acc: array<f32, 4>;
-    if (n < p.n) {
+    if (n < p.n && p.k % 4u == 0u) {
+        // Four consecutive weights per lane per step (one scale and one word of quantised blocks).
+        let row = n * p.k;
+        for (var kk = lid.x * 4u; kk < p.k; kk += 128u) {
+            let wv = weight4(row + kk);
+            for (var mi = 0u; mi < p.m; mi++) {
+                let xr = mi * p.k + kk;
+                var a = acc[mi];
+                a = fma(x[xr], wv.x, a);
+                a = fma(x[xr + 1u], wv.y, a);
+                a = fma(x[xr + 2u], wv.z, a);
+                acc[mi] = fma(x[xr + 3u], wv.w, a);
+            }
+        }
+    } else if (n < p.n) {
         let row = n * p.k;
         for (var kk = lid.x; kk < p.k; kk += 32u) {
-            let wv = f32(w[row + kk]);
+            let wv = weight(row + kk);
             for (var mi = 0u; mi < p.m; mi++) {
                 acc[mi] = fma(x[mi * p.k + kk], wv, acc[mi]);
             }

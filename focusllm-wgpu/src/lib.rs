@@ -13,7 +13,7 @@
 //!   appends are buffer copies (appends grow capacity by doubling).
 //! - Memory: activation buffers come from a pool and return to it when the last handle drops.
 //! - Errors: no adapter, shape mismatches and errors wgpu reports come back as
-//!   [`Error::Backend`] with `backend: "wgpu"`.
+//!   [`focusllm_core::Error::Backend`] with `backend: "wgpu"`.
 #![warn(missing_docs)]
 
 mod context;

@@ -52,14 +52,18 @@ pub(crate) fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, seqs: &[Att
             }
         }
     }
-    tasks.par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, t| {
+    tasks.par_iter().for_each_init(Vec::new, |buffer: &mut Vec<f32>, t| {
         let seq = &seqs[t.seq];
         let rows = t.end - t.start;
         let offset = seq.kv_len - seq.q_len; // query row i sits at key position offset + i
         let keys = offset + t.end; // keys visible to the block's last row
         let kv_col = (t.head / group) * hd;
-        scores.clear();
-        scores.resize(rows * keys, 0.0);
+        // The buffer only grows: the product overwrites every score it keeps (it does not read
+        // them), and the masked tail of each row is zeroed below, so refilling it is not needed.
+        if buffer.len() < rows * keys {
+            buffer.resize(rows * keys, 0.0);
+        }
+        let scores = &mut buffer[..rows * keys];
         let q_base = q.data[(seq.q_start + t.start) * q_stride + t.head * hd..].as_ptr();
         let k_base = k.data[seq.kv_start * kv_stride + kv_col..].as_ptr();
         let v_base = v.data[seq.kv_start * kv_stride + kv_col..].as_ptr();

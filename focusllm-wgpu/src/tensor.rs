@@ -78,8 +78,8 @@ pub(crate) struct WeightPart {
 ///
 /// Quantised matrices (GGUF's Q8_0, Q4_0, Q4_1) keep their blocks, read in place by the shaders;
 /// other matrices are kept in f16 where the adapter has `SHADER_F16` (unless f32 is asked for);
-/// vectors (norm weights, biases) always in f32. A matrix larger than the adapter's largest storage binding
-/// is split into row ranges, each in its own buffer.
+/// vectors (norm weights, biases) always in f32. A matrix larger than the adapter's largest
+/// storage binding is split into row ranges, each in its own buffer.
 pub struct WgpuWeight {
     pub(crate) rows: usize,
     pub(crate) cols: usize,
@@ -170,7 +170,7 @@ fn convert<'a>(t: &'a HostTensor<'_>, to: WeightType) -> Converted<'a> {
 /// blocks (GGUF's always are); other matrices f16 where the context keeps f16, else f32; vectors
 /// f32.
 fn stored_type(ctx: &Context, t: &HostTensor<'_>, matrix: bool, cols: usize) -> WeightType {
-    let whole_blocks = cols % focusllm_core::quant::BLOCK == 0;
+    let whole_blocks = cols > 0 && cols % focusllm_core::quant::BLOCK == 0;
     match t.dtype {
         DType::Q8_0 if matrix && whole_blocks => WeightType::Q8_0,
         DType::Q4_0 if matrix && whole_blocks => WeightType::Q4_0,

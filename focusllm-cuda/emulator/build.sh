@@ -20,11 +20,21 @@ out="$(cd "$out" && pwd)"
   done
 } | sed -E 's/extern __shared__ ([A-Za-z0-9_]+) ([A-Za-z0-9_]+)\[\];/\1* \2 = reinterpret_cast<\1*>(emu::dynamic_shared);/' \
   >"$out/kernels.inc.new"
-if ! cmp -s "$out/kernels.inc.new" "$out/kernels.inc" 2>/dev/null; then
-  mv "$out/kernels.inc.new" "$out/kernels.inc"
-else
-  rm "$out/kernels.inc.new"
-fi
+# The kernels by name, for driver.cpp's table: every `extern "C"` function of the sources after
+# the preprocessor (so macro-written entry points are there too).
+${CXX:-c++} -E -P -x c++ -DFOCUSLLM_EMULATOR "$out/kernels.inc.new" \
+  | grep -oE 'extern "C" __global__ void [A-Za-z0-9_]+' \
+  | awk '{ printf "{\"%s\", bind(%s)},\n", $5, $5 }' >"$out/kernel_table.inc.new"
+# Replaces a generated file only when it changed, so an unchanged source rebuilds nothing.
+replace() {
+  if ! cmp -s "$1.new" "$1" 2>/dev/null; then
+    mv "$1.new" "$1"
+  else
+    rm "$1.new"
+  fi
+}
+replace "$out/kernels.inc"
+replace "$out/kernel_table.inc"
 
 flags=(-std=c++17 -O2 -g -DFOCUSLLM_EMULATOR -D__CUDA_ARCH__=900 -Wall -Wno-unknown-pragmas
        -Wno-unused-function -I "$here" -I "$out")
@@ -32,7 +42,7 @@ flags=(-std=c++17 -O2 -g -DFOCUSLLM_EMULATOR -D__CUDA_ARCH__=900 -Wall -Wno-unkn
 build() {
   local target="$1" sources=("$2" "$3")
   shift 3
-  if [ ! -e "$target" ] || [ -n "$(find "$here" "$out/kernels.inc" -newer "$target" -print -quit)" ]; then
+  if [ ! -e "$target" ] || [ -n "$(find "$here" "$out/kernels.inc" "$out/kernel_table.inc" -newer "$target" -print -quit)" ]; then
     ${CXX:-c++} "${flags[@]}" "$@" "${sources[@]}" -o "$target.tmp"
     mv "$target.tmp" "$target"
   fi

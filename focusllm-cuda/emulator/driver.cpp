@@ -146,20 +146,7 @@ Call bind(void (*k)(A...)) {
 
 const std::map<std::string, Call>& kernels() {
     static const std::map<std::string, Call> table = {
-        {"embedding_f32", bind(embedding_f32)},     {"embedding_f16", bind(embedding_f16)},
-        {"embedding_bf16", bind(embedding_bf16)},   {"embedding_q8_0", bind(embedding_q8_0)},
-        {"embedding_q4_0", bind(embedding_q4_0)},   {"embedding_q4_1", bind(embedding_q4_1)},
-        {"rms_norm", bind(rms_norm)},
-        {"rope", bind(rope)},                       {"swiglu", bind(swiglu)},
-        {"add", bind(add)},                         {"scatter_rows", bind(scatter_rows)},
-        {"linear_gemv_f32", bind(linear_gemv_f32)}, {"linear_gemv_f16", bind(linear_gemv_f16)},
-        {"linear_gemv_bf16", bind(linear_gemv_bf16)}, {"linear_tiled_f32", bind(linear_tiled_f32)},
-        {"linear_tiled_f16", bind(linear_tiled_f16)}, {"linear_tiled_bf16", bind(linear_tiled_bf16)},
-        {"linear_gemv_q8_0", bind(linear_gemv_q8_0)}, {"linear_gemv_q4_0", bind(linear_gemv_q4_0)},
-        {"linear_gemv_q4_1", bind(linear_gemv_q4_1)}, {"linear_tiled_q8_0", bind(linear_tiled_q8_0)},
-        {"linear_tiled_q4_0", bind(linear_tiled_q4_0)}, {"linear_tiled_q4_1", bind(linear_tiled_q4_1)},
-        {"linear_mma_f16", bind(linear_mma_f16)},   {"linear_mma_bf16", bind(linear_mma_bf16)},
-        {"attention", bind(attention)},             {"attention_combine", bind(attention_combine)},
+#include "kernel_table.inc"  // every kernel of the sources, listed by build.sh
 #ifdef FOCUSLLM_EMULATOR_EXTRA_KERNELS
         FOCUSLLM_EMULATOR_EXTRA_KERNELS  // selftest.cpp's
 #endif

@@ -1,11 +1,13 @@
 //! Ask a question about a document: the document and the question go into the model's chat
-//! template, the answer streams to stdout, progress and speed to stderr. Documents at or past the
-//! FocusLLM threshold are read with FocusLLM automatically (`--plain` turns it off).
+//! template, the answer streams to stdout, progress and speed to stderr. A short document is read
+//! with plain attention, a longer one with FocusLLM: on the default model from 4096 tokens (the
+//! crossover measured in docs/evaluation.md), on another model past its window (`--threshold N`
+//! moves the switch, `--plain` turns FocusLLM off).
 //!
 //! On the default model it loads the repository's trained candidate projections (`adapters/`) and
-//! reads with the sizes they were trained with (L = S = 512, Q = 256), the configuration that
-//! retrieves from memory in the README's measurements; `--no-adapter` uses copied projections and
-//! the official sizes instead. With `--model`, `--adapter FILE` loads trained projections.
+//! reads with the sizes they were trained with (L = S = 512, Q = 256), cached-local decoding. With
+//! `--no-adapter`, or on any other model without `--adapter FILE`, it reads by retrieval (`--mode
+//! retrieve`, training-free: the chunks most relevant to the question are read in full).
 //!
 //! cargo run --release --example ask -- [--model PATH] [--device cpu|wgpu|cuda] [--mode cached-local]
 //!     [--max-tokens N] [--local N] [--chunk N] [--query N] --file DOC.txt "question"
@@ -16,10 +18,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{chat_prompt, fail, shipped_adapter_sizes, Args, SHIPPED_ADAPTER};
+use common::{chat_prompt, fail, retrieve_sizes, shipped_adapter_sizes, Args, SHIPPED_ADAPTER, DEFAULT_MODEL_SWITCH};
 use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Progress, ProgressCallback};
 
-const USAGE: &str = "usage: ask [--model PATH] [--adapter FILE | --no-adapter] [--device cpu|wgpu|cuda] [--threads N] [--mode exact|cached-local|frozen|min-entropy]
+const USAGE: &str = "usage: ask [--model PATH] [--adapter FILE | --no-adapter] [--device cpu|wgpu|cuda] [--threads N] [--mode exact|cached-local|frozen|min-entropy|retrieve]
            [--plain] [--max-tokens N] [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N]
            [--order candidates-first|sink-first] [--prefix auto|none|header] --file DOC.txt \"question\"";
 
@@ -38,7 +40,6 @@ fn main() {
         None => shipped.then(|| PathBuf::from(SHIPPED_ADAPTER)),
     };
     let llm = args.load_with(&args.model(), adapter.as_deref());
-    let focus_defaults = if shipped { shipped_adapter_sizes() } else { FocusConfig::default() };
 
     let user = format!("{document}\n\n{question}");
     let (text, header_len) = match chat_prompt(&llm, &user, "") {
@@ -49,9 +50,22 @@ fn main() {
         None => (format!("{user}\nAnswer:"), 0),
     };
     let ids = llm.tokenizer().encode(&text).unwrap_or_else(|e| fail("", &e.to_string()));
-    let mode = DecodeMode::parse(args.get("mode").unwrap_or("cached-local")).unwrap_or_else(|e| fail(USAGE, &e.to_string()));
-    let focus = (!args.has("plain")).then(|| args.focus_over(focus_defaults, mode, header_len));
+    let default_mode = if adapter.is_some() { "cached-local" } else { "retrieve" };
+    let mode = DecodeMode::parse(args.get("mode").unwrap_or(default_mode)).unwrap_or_else(|e| fail(USAGE, &e.to_string()));
+    let focus_defaults = match (mode, &adapter) {
+        (DecodeMode::Retrieve, _) => retrieve_sizes(),
+        (_, Some(_)) => shipped_adapter_sizes(),
+        (_, None) => FocusConfig::default(),
+    };
     let window = llm.config().max_position_embeddings;
+    let focus = (!args.has("plain")).then(|| {
+        let f = args.focus_over(focus_defaults, mode, header_len);
+        match (args.get("threshold"), args.get("model")) {
+            (Some(_), _) => f,
+            (None, None) => FocusConfig { threshold: Some(DEFAULT_MODEL_SWITCH), ..f },
+            (None, Some(_)) => f.past_window(window),
+        }
+    });
     match &focus {
         Some(f) if ids.len() >= f.threshold() => {
             eprintln!("{} tokens: reading with FocusLLM ({} decoding, {} memory chunks of {}, local window {})", ids.len(), mode.name(),

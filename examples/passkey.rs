@@ -11,7 +11,8 @@
 //!     [--adapter FILE] [--verbose]
 //!
 //! FocusLLM defaults here are those the shipped adapter was trained with (L = S = 512, Q = 256), not
-//! the official 2048/2048/512 (pass `--local 2048 --chunk 2048 --query 512` for those). `adapter-*`
+//! the official 2048/2048/512 (pass `--local 2048 --chunk 2048 --query 512` for those); `focus-retrieve`
+//! starts from the retrieval sizes (L = S = 512, Q = 32). `adapter-*`
 //! modes load `--adapter FILE`, by default the repository's adapter for the default model.
 
 mod common;
@@ -19,11 +20,11 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{chat_prompt, fail, peak_rss_mib, reset_peak_rss, shipped_adapter_sizes, Args, SHIPPED_ADAPTER};
+use common::{chat_prompt, fail, peak_rss_mib, reset_peak_rss, retrieve_sizes, shipped_adapter_sizes, Args, SHIPPED_ADAPTER};
 use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Llm};
 
 const USAGE: &str = "usage: passkey [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [--seeds N] [--plain-max 8k]
-               [--modes plain,focus-exact,focus-cached,focus-frozen,focus-min-entropy,adapter-cached,adapter-exact,...]
+               [--modes plain,focus-exact,focus-cached,focus-frozen,focus-min-entropy,focus-retrieve,adapter-cached,...]
                [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N] [--order candidates-first|sink-first]
                [--prefix auto|none|header] [--no-chat] [--no-share-chunks] [--device cpu|wgpu|cuda] [--threads N]
                [--model PATH] [--adapter FILE] [--verbose]";
@@ -173,6 +174,10 @@ fn main() {
                     actual_len = ids.len();
                     let focus = match mode {
                         Mode::Plain => None,
+                        Mode::Focus(DecodeMode::Retrieve) => {
+                            let sizes = FocusConfig { share_identical_chunks: true, ..retrieve_sizes() };
+                            Some(args.focus_over(sizes, DecodeMode::Retrieve, header_len))
+                        }
                         Mode::Focus(m) | Mode::Adapter(m) => Some(args.focus_over(focus_defaults.clone(), m, header_len)),
                     };
                     let options = GenerateOptions { max_tokens: 8, focus, ..Default::default() };

@@ -15,6 +15,28 @@ pub fn shipped_adapter_sizes() -> FocusConfig {
     FocusConfig { local_window: 512, chunk_size: 512, query_len: Some(256), ..FocusConfig::default() }
 }
 
+/// The sizes reading by retrieval (`DecodeMode::Retrieve`) starts from: chunks of 512 tokens,
+/// scored by the last 32 tokens of the prompt (the question and the assistant's header), a local
+/// window of 512 tokens, and a read of 2048 tokens (the first chunk, the two best, the local
+/// context). The budget was chosen on the evaluation suite's dev split (docs/evaluation.md): the
+/// default model reads 2K tokens of prose far better than 8K.
+pub fn retrieve_sizes() -> FocusConfig {
+    FocusConfig {
+        local_window: 512,
+        chunk_size: 512,
+        query_len: Some(32),
+        decode: DecodeMode::Retrieve,
+        read_budget: Some(2048),
+        ..FocusConfig::default()
+    }
+}
+
+/// Where `ask` switches from plain attention to FocusLLM on the default model: the crossover
+/// measured on the evaluation suite (docs/evaluation.md). At 4K tokens plain attention and the
+/// adapter read about as well; at 8K, inside the model's 8192-token window, both the adapter and
+/// reading by retrieval read far better than plain attention.
+pub const DEFAULT_MODEL_SWITCH: usize = 4096;
+
 /// Command-line flags: `--name value` pairs, `--switch` booleans and positional arguments.
 pub struct Args {
     values: HashMap<String, String>,
@@ -111,7 +133,8 @@ impl Args {
     /// The FocusLLM flags: `--local`, `--chunk`, `--query`, `--threshold`, `--chunk-batch`,
     /// `--order candidates-first|sink-first`, `--prefix auto|none|header` (header = `header_len`
     /// tokens of the prompt), `--share-chunks` / `--no-share-chunks` (identical chunks computed
-    /// once), and the decode mode given; what is not given comes from `d`.
+    /// once), `--read-budget N` (the retrieval mode's read), and the decode mode given; what is not
+    /// given comes from `d`.
     pub fn focus_over(&self, d: FocusConfig, mode: DecodeMode, header_len: usize) -> FocusConfig {
         FocusConfig {
             local_window: self.num("local", d.local_window),
@@ -132,6 +155,7 @@ impl Args {
                 other => fail("", &format!("--prefix: unknown {other:?} (auto, none, header)")),
             },
             share_identical_chunks: self.has("share-chunks") || (d.share_identical_chunks && !self.has("no-share-chunks")),
+            read_budget: self.get("read-budget").map(|_| self.num("read-budget", 0)).or(d.read_budget),
             ..d
         }
     }

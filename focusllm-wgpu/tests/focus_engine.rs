@@ -1,4 +1,4 @@
-//! The FocusLLM engine running on wgpu against the independent PyTorch reference of DESIGN §2
+//! The FocusLLM engine running on wgpu against the independent PyTorch reference of FocusLLM (docs/algorithm.md)
 //! (`scripts/focus_reference.py`, goldens in the workspace's `tests/fixtures/focus/`): the tiny
 //! LLaMA fixture, 127 tokens with L = 16, S = 12, Q = 6 (10 memory chunks, the last shorter), in
 //! every decode mode and both candidate orders, with copied, with full (adapter) and with low-rank

@@ -1,4 +1,4 @@
-//! `FocusConfig`: the FocusLLM parameters (DESIGN §2) with the official defaults and validation.
+//! `FocusConfig`: the FocusLLM parameters (docs/algorithm.md) with the official defaults and validation.
 
 use crate::error::{Error, Result};
 
@@ -22,6 +22,13 @@ pub enum DecodeMode {
     /// next-token distribution has the lowest entropy. Cost per token: one 1-token forward per chunk
     /// plus one for the local context.
     MinEntropy,
+    /// Training-free reading by retrieval: every chunk runs `chunk ++ query` with the ordinary
+    /// projections and is scored by how much it raises the query's log-likelihood over the query
+    /// read alone; the first chunk and the best-scoring ones, in document order, are then read in
+    /// full with plain attention together with the local context, within
+    /// [`FocusConfig::read_budget`] tokens, and generation decodes plainly. Needs no adapter. Cost:
+    /// the chunk forwards once, one plain forward of the read, then one 1-token forward per token.
+    Retrieve,
 }
 
 impl DecodeMode {
@@ -33,10 +40,11 @@ impl DecodeMode {
             "cached-local" | "cached" => Ok(DecodeMode::CachedLocal),
             "frozen" | "frozen-memory" => Ok(DecodeMode::FrozenMemory),
             "min-entropy" | "entropy" => Ok(DecodeMode::MinEntropy),
+            "retrieve" => Ok(DecodeMode::Retrieve),
             _ => Err(Error::InvalidOption {
                 name: "mode",
                 value: text.to_string(),
-                reason: "expected exact, cached-local, frozen or min-entropy",
+                reason: "expected exact, cached-local, frozen, min-entropy or retrieve",
             }),
         }
     }
@@ -48,12 +56,13 @@ impl DecodeMode {
             DecodeMode::CachedLocal => "cached-local",
             DecodeMode::FrozenMemory => "frozen",
             DecodeMode::MinEntropy => "min-entropy",
+            DecodeMode::Retrieve => "retrieve",
         }
     }
 
     /// Whether the mode keeps every chunk's raw keys/values after prefill.
     pub fn keeps_chunk_caches(self) -> bool {
-        !matches!(self, DecodeMode::FrozenMemory)
+        !matches!(self, DecodeMode::FrozenMemory | DecodeMode::Retrieve)
     }
 }
 
@@ -108,7 +117,14 @@ pub struct FocusConfig {
     /// give identical candidates). Off by default: ordinary text never repeats a whole chunk; it
     /// pays on synthetic inputs with periodic filler, such as the passkey evaluation.
     pub share_identical_chunks: bool,
+    /// [`DecodeMode::Retrieve`]: the most tokens its plain read may hold (the chunks read in full
+    /// plus the local context); `None` = the model's window less [`ANSWER_ROOM`] tokens for the answer.
+    pub read_budget: Option<usize>,
 }
+
+/// Tokens of the model's window that [`DecodeMode::Retrieve`] leaves free for the answer when
+/// [`FocusConfig::read_budget`] is not set.
+pub const ANSWER_ROOM: usize = 512;
 
 impl Default for FocusConfig {
     fn default() -> Self {
@@ -123,6 +139,7 @@ impl Default for FocusConfig {
             prefix: Prefix::Auto,
             order: CandidateOrder::CandidatesFirst,
             share_identical_chunks: false,
+            read_budget: None,
         }
     }
 }
@@ -136,6 +153,14 @@ impl FocusConfig {
     /// `T` after defaults.
     pub fn threshold(&self) -> usize {
         self.threshold.unwrap_or(self.local_window + self.chunk_size)
+    }
+
+    /// The configuration a long-context reader should start from on a model whose native window
+    /// is `window` tokens: these parameters with the threshold set past the window, so that every
+    /// input the model can read whole is read with plain attention, and FocusLLM only takes over
+    /// where plain attention runs out of window (docs/algorithm.md, "When FocusLLM takes over").
+    pub fn past_window(self, window: usize) -> Self {
+        FocusConfig { threshold: Some((window + 1).max(self.local_window + 1)), ..self }
     }
 
     /// Checks the parameters are usable together.
@@ -173,7 +198,7 @@ mod tests {
 
     #[test]
     fn mode_names_round_trip() {
-        for mode in [DecodeMode::Exact, DecodeMode::CachedLocal, DecodeMode::FrozenMemory, DecodeMode::MinEntropy] {
+        for mode in [DecodeMode::Exact, DecodeMode::CachedLocal, DecodeMode::FrozenMemory, DecodeMode::MinEntropy, DecodeMode::Retrieve] {
             assert_eq!(DecodeMode::parse(mode.name()).unwrap(), mode);
         }
         assert_eq!(DecodeMode::parse("cached").unwrap(), DecodeMode::CachedLocal);

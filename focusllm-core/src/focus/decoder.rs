@@ -92,7 +92,7 @@ fn min_entropy(candidates: Vec<Vec<f32>>) -> Vec<f32> {
 
 /// Which chunks are computed: `(distinct, of)` where `distinct` lists the chunks that run and
 /// `of[c]` is the index into `distinct` whose result chunk `c` takes. Without sharing every chunk runs.
-fn distinct_chunks(chunks: &[&[u32]], share: bool) -> (Vec<usize>, Vec<usize>) {
+pub(super) fn distinct_chunks(chunks: &[&[u32]], share: bool) -> (Vec<usize>, Vec<usize>) {
     if !share {
         return ((0..chunks.len()).collect(), (0..chunks.len()).collect());
     }
@@ -207,6 +207,13 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
             DecodeMode::FrozenMemory => {
                 let (local, logits, _) = local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
                 (State::Frozen { local }, logits)
+            }
+            DecodeMode::Retrieve => {
+                return Err(Error::InvalidOption {
+                    name: "decode",
+                    value: mode.name().to_string(),
+                    reason: "reading by retrieval decodes plainly; start it with focus::prefill",
+                })
             }
         };
         let total = spec.chunks.len() + 1;

@@ -1,13 +1,15 @@
-//! The FocusLLM engine (DESIGN §2), written once over [`Backend`]: the chunk scheduler, dynamic
+//! The FocusLLM engine (docs/algorithm.md), written once over [`Backend`]: the chunk scheduler, dynamic
 //! condensing of memory chunks into candidate tokens in batched forwards, the local forward with
 //! the candidates in front, and the decode modes.
 
 mod config;
 mod decoder;
 mod memory;
+mod retrieve;
 mod schedule;
 
-pub use config::{CandidateOrder, DecodeMode, FocusConfig, Prefix};
+pub use config::{CandidateOrder, DecodeMode, FocusConfig, Prefix, ANSWER_ROOM};
+pub use retrieve::{score_chunks, select_chunks};
 pub use decoder::FocusDecoder;
 pub use schedule::{plan, Plan};
 
@@ -30,6 +32,10 @@ pub fn prefill<'a, B: Backend>(
     }
     model.check_tokens(tokens)?;
     match plan(tokens, config, model.config().bos_token_id) {
+        Some(plan) if config.decode == DecodeMode::Retrieve => {
+            let (decoder, logits) = retrieve::prefill(model, tokens, &plan, config, &control)?;
+            Ok((Box::new(decoder), logits))
+        }
         Some(plan) => {
             let (decoder, logits) = FocusDecoder::prefill(model, tokens, &plan, config, control)?;
             Ok((Box::new(decoder), logits))

@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use super::config::{FocusConfig, Prefix};
 
-/// How one input is processed by FocusLLM (DESIGN §2, prefill steps 2-4).
+/// How one input is processed by FocusLLM (docs/algorithm.md, "Prefill").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// Tokens in front of the local context and of the query.

@@ -1,5 +1,5 @@
 //! Per-sequence key/value cache. Keys are kept *before* RoPE, so each forward can place the cached
-//! tokens at fresh positions (DESIGN §2: what lets a FocusLLM candidate move between contexts).
+//! tokens at fresh positions (docs/algorithm.md: what lets a FocusLLM candidate move between contexts).
 
 use crate::backend::{Backend, RowSlice};
 use crate::error::{Error, Result};

@@ -110,6 +110,9 @@ pub enum LogitsFor {
     Last,
     /// Every new token.
     All,
+    /// The last `n` new tokens (all of them when fewer), e.g. the query of a FocusLLM chunk
+    /// forward whose likelihood scores the chunk.
+    Tail(usize),
 }
 
 /// One sequence of a batched forward.
@@ -377,6 +380,7 @@ impl<B: Backend> Model<B> {
                 LogitsFor::None => start..start,
                 LogitsFor::Last => start + n - 1..start + n,
                 LogitsFor::All => start..start + n,
+                LogitsFor::Tail(k) => start + n - k.min(n)..start + n,
             };
             counts.push(rows.len());
             if !rows.is_empty() {

@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{chat_prompt, fail, retrieve_sizes, shipped_adapter_sizes, Args, SHIPPED_ADAPTER};
+use common::{chat_prompt, fail, parse_len, retrieve_sizes, shipped_adapter_sizes, Args, Mode};
 use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Llm};
 use serde_json::{json, Value};
 
@@ -28,43 +28,6 @@ const USAGE: &str = "usage: eval --suite FILE.jsonl [--results FILE.jsonl] [--mo
             [--lengths 4k,8k,...] [--tasks single-number,...] [--splits dev,heldout] [--seeds N] [--plain-max 8k]
             [--max-tokens N] [--retrieve-query N] [--read-budget N] [--report-modes a,b,...] [--chunk-batch N] [--model PATH] [--adapter FILE]
             [--device cpu|wgpu|cuda] [--threads N] [--report] [--verbose]";
-
-/// A reading mode: plain attention, or FocusLLM in a decode mode with copied or trained projections.
-#[derive(Clone, Copy)]
-enum Mode {
-    Plain,
-    Focus(DecodeMode),
-    Adapter(DecodeMode),
-}
-
-impl Mode {
-    fn parse(s: &str) -> Mode {
-        let decode = |m: &str| DecodeMode::parse(m).unwrap_or_else(|_| fail(USAGE, &format!("unknown mode {s:?}")));
-        match (s, s.strip_prefix("focus-"), s.strip_prefix("adapter-")) {
-            ("plain", _, _) => Mode::Plain,
-            (_, Some(m), _) => Mode::Focus(decode(m)),
-            (_, _, Some(m)) => Mode::Adapter(decode(m)),
-            _ => fail(USAGE, &format!("unknown mode {s:?}")),
-        }
-    }
-
-    fn name(self) -> String {
-        match self {
-            Mode::Plain => "plain".into(),
-            Mode::Focus(m) => format!("focus-{}", m.name()),
-            Mode::Adapter(m) => format!("adapter-{}", m.name()),
-        }
-    }
-}
-
-fn parse_len(s: &str) -> usize {
-    let lower = s.to_ascii_lowercase();
-    let parsed = match lower.strip_suffix('k') {
-        Some(n) => n.parse::<usize>().map(|n| n * 1024),
-        None => lower.parse::<usize>(),
-    };
-    parsed.unwrap_or_else(|_| fail(USAGE, &format!("bad length {s:?}")))
-}
 
 /// RULER's string match: the fraction of `answers` found in `output`, ignoring case.
 fn score(output: &str, answers: &[String]) -> f64 {
@@ -197,7 +160,7 @@ fn report(results: &[Value], modes: &[String]) {
 fn main() {
     let args = Args::parse(USAGE, &["report", "verbose"]);
     let Some(suite) = args.get("suite") else { fail(USAGE, "--suite is required (scripts/make_eval.py writes it)") };
-    let parsed: Vec<Mode> = args.list("modes", "plain,adapter-cached,focus-retrieve").iter().map(|m| Mode::parse(m)).collect();
+    let parsed: Vec<Mode> = args.list("modes", "plain,adapter-cached,focus-retrieve").iter().map(|m| Mode::parse(USAGE, m)).collect();
     // Retrieval is named with its read budget: each budget is a mode of its own in the tables.
     let budget = args.num("read-budget", retrieve_sizes().read_budget.unwrap_or(2048));
     let label = |m: Mode| match m {
@@ -218,11 +181,11 @@ fn main() {
         report(&results, &modes);
         return;
     }
-    let lengths: Vec<usize> = args.list("lengths", "4k,8k,16k,32k,64k,128k").iter().map(|s| parse_len(s)).collect();
+    let lengths: Vec<usize> = args.list("lengths", "4k,8k,16k,32k,64k,128k").iter().map(|s| parse_len(USAGE, s)).collect();
     let tasks = args.list("tasks", "");
     let splits = args.list("splits", "dev,heldout");
     let seeds: u64 = args.num("seeds", u64::MAX);
-    let plain_max = parse_len(args.get("plain-max").unwrap_or("8k"));
+    let plain_max = parse_len(USAGE, args.get("plain-max").unwrap_or("8k"));
     let max_tokens = args.num("max-tokens", 32);
     let samples: Vec<Value> = read_jsonl(suite)
         .into_iter()
@@ -233,14 +196,7 @@ fn main() {
         .collect();
     let model_path = args.model();
     let llm = args.load_with(&model_path, None);
-    let adapted = parsed.iter().any(|m| matches!(m, Mode::Adapter(_))).then(|| {
-        let adapter = match (args.get("adapter"), args.get("model")) {
-            (Some(file), _) => PathBuf::from(file),
-            (None, None) => PathBuf::from(SHIPPED_ADAPTER),
-            (None, Some(_)) => fail(USAGE, "adapter-* modes with --model need --adapter FILE"),
-        };
-        args.load_with(&model_path, Some(&adapter))
-    });
+    let adapted = args.adapted_model(USAGE, &model_path, &parsed);
     let mut sink = results_path.as_ref().map(|p| {
         std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap_or_else(|e| fail("", &format!("{}: {e}", p.display())))
     });

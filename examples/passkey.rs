@@ -17,10 +17,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{chat_prompt, fail, peak_rss_mib, reset_peak_rss, retrieve_sizes, shipped_adapter_sizes, Args, SHIPPED_ADAPTER};
+use common::{chat_prompt, fail, parse_len, peak_rss_mib, reset_peak_rss, retrieve_sizes, shipped_adapter_sizes, Args, Mode};
 use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Llm};
 
 const USAGE: &str = "usage: passkey [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [--seeds N] [--plain-max 8k]
@@ -31,44 +30,12 @@ const USAGE: &str = "usage: passkey [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [-
 
 const FILLER: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
-/// A mode of the table: plain attention, or FocusLLM with a decode mode and copied (untrained) or
-/// the adapter's candidate projections.
-#[derive(Clone, Copy)]
-enum Mode {
-    Plain,
-    Focus(DecodeMode),
-    Adapter(DecodeMode),
-}
-
-impl Mode {
-    fn parse(s: &str) -> Mode {
-        let decode = |m: &str| DecodeMode::parse(m).unwrap_or_else(|_| fail(USAGE, &format!("unknown mode {s:?}")));
-        match s {
-            "plain" => Mode::Plain,
-            other => match (other.strip_prefix("focus-"), other.strip_prefix("adapter-")) {
-                (Some(m), _) => Mode::Focus(decode(m)),
-                (_, Some(m)) => Mode::Adapter(decode(m)),
-                _ => fail(USAGE, &format!("unknown mode {other:?}")),
-            },
-        }
+/// A mode's name in the table's rows (the adapter's rows as the README's tables name them).
+fn row_name(mode: Mode) -> String {
+    match mode {
+        Mode::Adapter(m) => format!("focus-{} + adapter", m.name()),
+        other => other.name(),
     }
-
-    fn name(self) -> String {
-        match self {
-            Mode::Plain => "plain".into(),
-            Mode::Focus(m) => format!("focus-{}", m.name()),
-            Mode::Adapter(m) => format!("focus-{} + adapter", m.name()),
-        }
-    }
-}
-
-fn parse_len(s: &str) -> usize {
-    let lower = s.to_ascii_lowercase();
-    let parsed = match lower.strip_suffix('k') {
-        Some(n) => n.parse::<usize>().map(|n| n * 1024),
-        None => lower.parse::<usize>(),
-    };
-    parsed.unwrap_or_else(|_| fail(USAGE, &format!("bad length {s:?}")))
 }
 
 /// A 5-digit pass key derived from the seed (deterministic, spread over 10000..99999).
@@ -118,27 +85,20 @@ fn main() {
     // --share-chunks: the filler is periodic, so many chunks are identical; computing each distinct
     // chunk once gives the same answers (prefill times then are not those of ordinary text).
     let args = Args::parse(USAGE, &["no-chat", "verbose", "share-chunks", "no-share-chunks"]);
-    let lengths: Vec<usize> = args.list("lengths", "4k,16k").iter().map(|s| parse_len(s)).collect();
-    let plain_max = parse_len(args.get("plain-max").unwrap_or("8k"));
+    let lengths: Vec<usize> = args.list("lengths", "4k,16k").iter().map(|s| parse_len(USAGE, s)).collect();
+    let plain_max = parse_len(USAGE, args.get("plain-max").unwrap_or("8k"));
     let depths: Vec<f64> = args
         .list("depths", "0.2,0.5,0.8")
         .iter()
         .map(|d| d.parse().unwrap_or_else(|_| fail(USAGE, &format!("bad depth {d:?}"))))
         .collect();
     let seeds: u64 = args.num("seeds", 1);
-    let modes: Vec<Mode> = args.list("modes", "plain,focus-cached,adapter-cached").iter().map(|m| Mode::parse(m)).collect();
+    let modes: Vec<Mode> = args.list("modes", "plain,focus-cached,adapter-cached").iter().map(|m| Mode::parse(USAGE, m)).collect();
     let chat = !args.has("no-chat");
     let verbose = args.has("verbose");
     let model_path = args.model();
     let llm = args.load_with(&model_path, None);
-    let adapted = modes.iter().any(|m| matches!(m, Mode::Adapter(_))).then(|| {
-        let adapter = match (args.get("adapter"), args.get("model")) {
-            (Some(file), _) => PathBuf::from(file),
-            (None, None) => PathBuf::from(SHIPPED_ADAPTER),
-            (None, Some(_)) => fail(USAGE, "adapter-* modes with --model need --adapter FILE (the shipped one is for the default model)"),
-        };
-        args.load_with(&model_path, Some(&adapter))
-    });
+    let adapted = args.adapted_model(USAGE, &model_path, &modes);
     eprintln!(
         "model {} ({} layers, window {}), device {:?}",
         model_path.display(),
@@ -202,13 +162,13 @@ fn main() {
                             (false, true) => "WRONG (the key's digits run on)",
                             (false, false) => "WRONG",
                         };
-                        eprintln!("{} {} tokens depth {depth} key {key}: {answer:?} {verdict}", mode.name(), ids.len());
+                        eprintln!("{} {} tokens depth {depth} key {key}: {answer:?} {verdict}", row_name(mode), ids.len());
                     }
                 }
             }
             let mean = prefill_secs.iter().sum::<f64>() / prefill_secs.len().max(1) as f64;
             let row: Vec<String> = cells.iter().map(|c| format!("{}/{}", c.correct, c.total)).collect();
-            println!("| {} | {} | {} | {:.1} | {:.0} |", mode.name(), actual_len, row.join(" | "), mean, peak_rss_mib());
+            println!("| {} | {} | {} | {:.1} | {:.0} |", row_name(mode), actual_len, row.join(" | "), mean, peak_rss_mib());
         }
     }
     if modes.iter().any(|m| !matches!(m, Mode::Plain)) {

@@ -116,6 +116,19 @@ impl Args {
         llm
     }
 
+    /// A second copy of the model with trained candidate projections, when any of `modes` needs
+    /// one: `--adapter FILE`, or the shipped adapter on the default model.
+    pub fn adapted_model(&self, usage: &str, path: &Path, modes: &[Mode]) -> Option<focusllm::Llm> {
+        modes.iter().any(|m| matches!(m, Mode::Adapter(_))).then(|| {
+            let adapter = match (self.get("adapter"), self.get("model")) {
+                (Some(file), _) => PathBuf::from(file),
+                (None, None) => PathBuf::from(SHIPPED_ADAPTER),
+                (None, Some(_)) => fail(usage, "adapter-* modes with --model need --adapter FILE (the shipped one is for the default model)"),
+            };
+            self.load_with(path, Some(&adapter))
+        })
+    }
+
     /// `--device cpu|wgpu[:N]|cuda[:N]` and `--threads N`.
     pub fn device(&self) -> Device {
         let device = Device::parse(self.get("device").unwrap_or("cpu")).unwrap_or_else(|e| fail("", &e.to_string()));
@@ -159,6 +172,47 @@ impl Args {
             ..d
         }
     }
+}
+
+/// A reading mode of the evaluations: plain attention, or FocusLLM in a decode mode with copied
+/// (untrained) or the adapter's candidate projections. Parsed from `plain`, `focus-MODE`, `adapter-MODE`.
+#[derive(Clone, Copy)]
+pub enum Mode {
+    Plain,
+    Focus(DecodeMode),
+    Adapter(DecodeMode),
+}
+
+impl Mode {
+    /// Parses a mode name; exits with the usage when it is unknown.
+    pub fn parse(usage: &str, s: &str) -> Mode {
+        let decode = |m: &str| DecodeMode::parse(m).unwrap_or_else(|_| fail(usage, &format!("unknown mode {s:?}")));
+        match (s, s.strip_prefix("focus-"), s.strip_prefix("adapter-")) {
+            ("plain", _, _) => Mode::Plain,
+            (_, Some(m), _) => Mode::Focus(decode(m)),
+            (_, _, Some(m)) => Mode::Adapter(decode(m)),
+            _ => fail(usage, &format!("unknown mode {s:?}")),
+        }
+    }
+
+    /// The mode's name with the decode mode spelled out (`adapter-cached-local`).
+    pub fn name(self) -> String {
+        match self {
+            Mode::Plain => "plain".into(),
+            Mode::Focus(m) => format!("focus-{}", m.name()),
+            Mode::Adapter(m) => format!("adapter-{}", m.name()),
+        }
+    }
+}
+
+/// A token count such as `4096` or `16k` (16384); exits with the usage when malformed.
+pub fn parse_len(usage: &str, s: &str) -> usize {
+    let lower = s.to_ascii_lowercase();
+    let parsed = match lower.strip_suffix('k') {
+        Some(n) => n.parse::<usize>().map(|n| n * 1024),
+        None => lower.parse::<usize>(),
+    };
+    parsed.unwrap_or_else(|_| fail(usage, &format!("bad length {s:?}")))
 }
 
 /// Prints an error (and the usage, if given) and exits.

@@ -82,12 +82,16 @@ fn scores_selection_and_read_match_a_direct_computation() {
 }
 
 #[test]
-fn scoring_is_cancellable_and_refuses_a_one_token_query() {
+fn scoring_is_cancellable_and_refuses_bad_input() {
     let p = load("tiny-llama");
     let g = golden("tiny-llama");
     let chunks: Vec<&[u32]> = g.ids[..48].chunks(12).collect();
     let err = focus::score_chunks(p.model(), &chunks, &g.ids[50..51], 2, &Control::default()).unwrap_err();
     assert!(err.to_string().contains("query_len"), "{err}");
+    let vocab = p.model().config().vocab_size as u32;
+    let bad: Vec<u32> = vec![1, 2, vocab];
+    let err = focus::score_chunks(p.model(), &[&bad[..]], &g.ids[50..56], 2, &Control::default()).unwrap_err();
+    assert!(matches!(err, focusllm::Error::TokenOutOfRange { .. }), "{err}");
     let cancel = focusllm::CancelToken::new();
     cancel.cancel();
     let control = Control { cancel: Some(cancel), progress: None };

@@ -46,6 +46,9 @@ pub fn score_chunks<B: Backend>(
         });
     }
     model.check_tokens(query)?;
+    for chunk in chunks {
+        model.check_tokens(chunk)?;
+    }
     let vocab = model.config().vocab_size;
     let mut alone = model.new_cache();
     let base = query_log_probs(&model.forward_one(query, &mut alone, LogitsFor::All)?.data, vocab, query);

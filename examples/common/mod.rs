@@ -146,7 +146,7 @@ impl Args {
     /// The FocusLLM flags: `--local`, `--chunk`, `--query`, `--threshold`, `--chunk-batch`,
     /// `--order candidates-first|sink-first`, `--prefix auto|none|header` (header = `header_len`
     /// tokens of the prompt), `--share-chunks` / `--no-share-chunks` (identical chunks computed
-    /// once), `--read-budget N` (the retrieval mode's read), and the decode mode given; what is not
+    /// once), `--read-budget N` and `--read-margin N` (the retrieval mode's read), and the decode mode given; what is not
     /// given comes from `d`.
     pub fn focus_over(&self, d: FocusConfig, mode: DecodeMode, header_len: usize) -> FocusConfig {
         FocusConfig {
@@ -169,6 +169,7 @@ impl Args {
             },
             share_identical_chunks: self.has("share-chunks") || (d.share_identical_chunks && !self.has("no-share-chunks")),
             read_budget: self.get("read-budget").map(|_| self.num("read-budget", 0)).or(d.read_budget),
+            read_margin: self.num("read-margin", d.read_margin),
             ..d
         }
     }

@@ -120,6 +120,10 @@ pub struct FocusConfig {
     /// [`DecodeMode::Retrieve`]: the most tokens its plain read may hold (the chunks read in full
     /// plus the local context); `None` = the model's window less [`ANSWER_ROOM`] tokens for the answer.
     pub read_budget: Option<usize>,
+    /// [`DecodeMode::Retrieve`]: tokens of the neighbouring chunks read on each side of a chosen
+    /// chunk that is not next to another chosen one, so that a fact cut by a chunk boundary is read
+    /// whole; counted in the budget.
+    pub read_margin: usize,
 }
 
 /// Tokens of the model's window that [`DecodeMode::Retrieve`] leaves free for the answer when
@@ -140,6 +144,7 @@ impl Default for FocusConfig {
             order: CandidateOrder::CandidatesFirst,
             share_identical_chunks: false,
             read_budget: None,
+            read_margin: 0,
         }
     }
 }

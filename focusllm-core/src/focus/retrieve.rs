@@ -93,6 +93,21 @@ pub fn select_chunks(lengths: &[usize], scores: &[f64], local_len: usize, budget
     chosen
 }
 
+/// The ranges of the input that the read holds: each chosen chunk widened by `margin` tokens on
+/// both sides (not before the input, not into the local context that starts at `end`), with
+/// overlapping or touching ranges merged.
+fn margined(chunks: &[std::ops::Range<usize>], chosen: &[usize], margin: usize, end: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for &c in chosen {
+        let r = chunks[c].start.saturating_sub(margin)..(chunks[c].end + margin).min(end);
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
 /// Scores the plan's chunks, reads the chosen ones and the local context with plain attention, and
 /// returns the plain decoder with the last position's logits.
 pub(crate) fn prefill<'a, B: Backend>(
@@ -112,11 +127,15 @@ pub(crate) fn prefill<'a, B: Backend>(
     let run: Vec<&[u32]> = distinct.iter().map(|&c| all[c]).collect();
     let distinct_scores = score_chunks(model, &run, &plan.query, config.chunk_batch, control)?;
     let scores: Vec<f64> = of.iter().map(|&d| distinct_scores[d]).collect();
-    let lengths: Vec<usize> = all.iter().map(|c| c.len()).collect();
+    let margin = config.read_margin;
+    let lengths: Vec<usize> = all.iter().enumerate().map(|(c, r)| r.len() + if c > 0 { 2 * margin } else { margin }).collect();
     let local = &tokens[plan.local.clone()];
     let chosen = select_chunks(&lengths, &scores, local.len(), budget);
-    let mut read: Vec<u32> = chosen.iter().flat_map(|&c| all[c].iter().copied()).collect();
-    read.extend_from_slice(local);
+    let read: Vec<u32> = margined(&plan.chunks, &chosen, margin, plan.local.start)
+        .into_iter()
+        .flat_map(|r| tokens[r].iter().copied())
+        .chain(local.iter().copied())
+        .collect();
     if control.cancelled() {
         return Err(Error::Cancelled);
     }
@@ -142,6 +161,15 @@ mod tests {
         assert!(select_chunks(&lengths, &scores, 2, 3).is_empty());
         // A budget past everything reads everything.
         assert_eq!(select_chunks(&lengths, &scores, 2, 100), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn margins_widen_and_merge_the_chosen_chunks() {
+        let chunks = [0..10, 10..20, 20..30, 30..40];
+        assert_eq!(margined(&chunks, &[0, 2], 0, 40), vec![0..10, 20..30]);
+        assert_eq!(margined(&chunks, &[0, 2], 3, 40), vec![0..13, 17..33]);
+        // Touching ranges merge; nothing runs into the local context at 40.
+        assert_eq!(margined(&chunks, &[1, 3], 5, 40), vec![5..40]);
     }
 
     #[test]

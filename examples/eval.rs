@@ -55,7 +55,7 @@ const ROOM: usize = 256;
 /// The sample's document: as many of its haystack paragraphs as fit in `length - ROOM` of the
 /// model's tokens, with each needle put between paragraphs at its depth.
 fn document(llm: &Llm, sample: &Value) -> String {
-    let budget = sample["length"].as_u64().unwrap_or(0) as usize - ROOM.min(sample["length"].as_u64().unwrap_or(0) as usize);
+    let budget = (sample["length"].as_u64().unwrap_or(0) as usize).saturating_sub(ROOM);
     let count = |s: &str| llm.tokenizer().encode_with(s, false).map(|t| t.len()).unwrap_or_else(|e| fail("", &e.to_string()));
     let needles: Vec<(f64, &str)> = sample["needles"]
         .as_array()

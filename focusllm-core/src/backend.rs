@@ -57,8 +57,13 @@ pub fn grown_capacity(rows: usize, needed: usize) -> usize {
 
 /// A compute device that can run a LLaMA-family transformer.
 ///
-/// Every operation is stated in the transformer's terms; the model in [`crate::model`] is written
-/// once over them. Implementations must be deterministic for the same inputs.
+/// Every operation is stated in the transformer's terms; the model is written once over them.
+/// Implementations must be deterministic for the same inputs.
+///
+/// Core calls a backend only through [`Checked`](crate::check::Checked), which validates shapes,
+/// ranks, token ids and weight dimensions first, so an implementation may assume the shapes each
+/// method states (it must still stay memory-safe, panicking rather than reading out of bounds, if
+/// called directly with others). A backend checks only its own device limits.
 pub trait Backend: Send + Sync + 'static {
     /// A 2-D f32 activation tensor `[rows, cols]` resident on the device. Clones behave as
     /// independent values: a write through one (`scatter_rows`, `append_rows`, `truncate_rows`)
@@ -71,7 +76,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Short name used in errors and logs ("cpu", "wgpu", ...).
     fn name(&self) -> &'static str;
 
-    /// Copies a checkpoint tensor to the device.
+    /// Copies a checkpoint tensor (rank 1 or 2, bytes consistent with its shape) to the device.
     fn upload_weight(&self, tensor: &HostTensor<'_>) -> Result<Self::Weight>;
 
     /// Makes an activation tensor from host data (`data.len() == rows * cols`).
@@ -84,7 +89,10 @@ pub trait Backend: Send + Sync + 'static {
     /// `(rows, cols)` of a tensor.
     fn dims(&self, x: &Self::Tensor) -> (usize, usize);
 
-    /// Rows `ids` of the embedding table `[vocab, hidden]`. Ids are checked by the caller.
+    /// `(rows, cols)` of a weight as uploaded: `[out, in]` for a matrix, `(1, n)` for a vector.
+    fn weight_dims(&self, w: &Self::Weight) -> (usize, usize);
+
+    /// Rows `ids` of the embedding table `[vocab, hidden]`; every id is below `vocab`.
     fn embedding(&self, table: &Self::Weight, ids: &[u32]) -> Result<Self::Tensor>;
 
     /// `x @ weight^T (+ bias)`: `x` is `[rows, in]`, `weight` is `[out, in]`.
@@ -94,8 +102,10 @@ pub trait Backend: Send + Sync + 'static {
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
 
     /// Rotary position embedding (half-split layout, as Hugging Face's `rotate_half`) applied to
-    /// every head of every row; row `r` is at position `positions[r]`.
-    fn rope(&self, x: &Self::Tensor, positions: &[u32], inv_freq: &[f32], head_dim: usize) -> Result<Self::Tensor>;
+    /// every head of every row; row `r` is at position `positions[r]`. `table` is the model's
+    /// [`RopeTable`](crate::RopeTable) tensor `[positions, head_dim]`: row `p` holds the cosines
+    /// of position `p`'s angles, then their sines; every position is below its row count.
+    fn rope(&self, x: &Self::Tensor, positions: &[u32], table: &Self::Tensor, head_dim: usize) -> Result<Self::Tensor>;
 
     /// Scaled dot-product attention for a packed batch: `q` is `[sum q_len, heads*head_dim]`
     /// (RoPE applied), `k`/`v` are `[sum kv_len, kv_heads*head_dim]` (RoPE applied to `k`).

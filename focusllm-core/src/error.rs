@@ -132,7 +132,16 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// A backend failed (device lost, allocation failed, shapes inconsistent).
+    /// The operands of a backend operation break its contract (widths, row ranges, positions).
+    #[error("{op}: {detail}")]
+    Shape {
+        /// The operation refused.
+        op: &'static str,
+        /// Which operand is at fault, and how.
+        detail: String,
+    },
+
+    /// A backend failed (device lost, allocation failed, a device limit exceeded).
     #[error("{backend} backend: {message}")]
     Backend {
         /// The backend's name.

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod chat_template;
+pub mod check;
 pub mod config;
 pub mod default_model;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod weights;
 
 pub use backend::{grown_capacity, AttentionSeq, Backend, HeadLayout, RowSlice};
 pub use chat_template::{ChatMessage, ChatTemplate};
+pub use check::Checked;
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use focus::{CandidateOrder, DecodeMode, FocusConfig, Prefix};
@@ -27,7 +29,7 @@ pub use generation::{
     CancelToken, Control, Decoder, FinishReason, GenerateOptions, GeneratedToken, PlainDecoder, Progress, ProgressCallback,
     TokenStream,
 };
-pub use model::{KvCache, Logits, LogitsFor, Model, SeqInput};
+pub use model::{rope_table_rows, KvCache, Logits, LogitsFor, Model, RopeTable, SeqInput};
 pub use pipeline::{LanguageModel, Pipeline};
 pub use sampling::{Sampler, Sampling};
 pub use tokenizer::{TextStream, Tokenizer};

@@ -37,7 +37,6 @@ pub struct CpuOptions {
 /// with their own thread counts.
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
-    rope: rope::RopeCache,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -50,12 +49,10 @@ fn err(message: impl Into<String>) -> Error {
     Error::Backend { backend: "cpu", message: message.into() }
 }
 
-fn check(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
-    if cond {
-        Ok(())
-    } else {
-        Err(err(what()))
-    }
+/// A vector weight (norm scale, bias) as the f32 values the kernels read; vectors are uploaded
+/// dense, so anything else is a weight uploaded as a matrix.
+fn dense<'w>(w: &'w CpuWeight, what: &str) -> Result<&'w CpuTensor> {
+    w.dense().ok_or_else(|| err(format!("{what} is stored as a {:?} matrix, not an f32 vector", w.dims())))
 }
 
 impl CpuBackend {
@@ -69,7 +66,7 @@ impl CpuBackend {
             builder = builder.num_threads(n);
         }
         let pool = builder.build().map_err(|e| err(format!("cannot start thread pool: {e}")))?;
-        Ok(CpuBackend { pool, rope: rope::RopeCache::default() })
+        Ok(CpuBackend { pool })
     }
 
     /// A backend using every available core.
@@ -92,23 +89,20 @@ impl Backend for CpuBackend {
     }
 
     fn upload_weight(&self, t: &HostTensor<'_>) -> Result<CpuWeight> {
-        let (rows, cols) = match t.shape.as_slice() {
-            [n] => (1, *n),
-            [r, c] => (*r, *c),
-            other => return Err(err(format!("tensor `{}` has rank {}, expected 1 or 2", t.name, other.len()))),
-        };
-        check(t.has_consistent_size(), || format!("tensor `{}` holds {} bytes for shape {:?} of {:?}", t.name, t.bytes.len(), t.shape, t.dtype))?;
         if let Some(q) = QuantMatrix::from_host(t) {
             return Ok(CpuWeight::Quantized(q));
         }
         if let Some(h) = HalfMatrix::from_host(t) {
             return Ok(CpuWeight::Half(h));
         }
+        let (rows, cols) = match t.shape.as_slice() {
+            [r, c] => (*r, *c),
+            _ => (1, t.len()),
+        };
         Ok(CpuWeight::Dense(CpuTensor::new(t.to_f32(), rows, cols)))
     }
 
     fn from_host(&self, data: &[f32], rows: usize, cols: usize) -> Result<CpuTensor> {
-        check(data.len() == rows * cols, || format!("{} values for a {rows}x{cols} tensor", data.len()))?;
         Ok(CpuTensor::new(data.to_vec(), rows, cols))
     }
 
@@ -120,63 +114,37 @@ impl Backend for CpuBackend {
         x.dims()
     }
 
+    fn weight_dims(&self, w: &CpuWeight) -> (usize, usize) {
+        w.dims()
+    }
+
     fn embedding(&self, table: &CpuWeight, ids: &[u32]) -> Result<CpuTensor> {
-        let (vocab_size, _) = table.dims();
-        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab_size) {
-            return Err(Error::TokenOutOfRange { id, vocab_size });
-        }
         Ok(self.pool.install(|| elementwise::embedding(table, ids)))
     }
 
     fn linear(&self, x: &CpuTensor, w: &CpuWeight, bias: Option<&CpuWeight>) -> Result<CpuTensor> {
-        let (rows, cols) = w.dims();
-        check(x.cols == cols, || format!("linear: input width {} vs weight [{rows}, {cols}]", x.cols))?;
-        let bias = match bias {
-            Some(b) => Some(b.dense().filter(|b| b.data.len() == rows).ok_or_else(|| {
-                err(format!("linear: bias of {:?} for {rows} outputs", b.dims()))
-            })?),
-            None => None,
-        };
+        let bias = bias.map(|b| dense(b, "linear bias")).transpose()?;
         Ok(self.pool.install(|| matmul::linear(x, w, bias)))
     }
 
     fn rms_norm(&self, x: &CpuTensor, weight: &CpuWeight, eps: f32) -> Result<CpuTensor> {
-        let weight = weight.dense().filter(|w| w.data.len() == x.cols);
-        let weight = weight.ok_or_else(|| err(format!("rms_norm: weight is not a vector of width {}", x.cols)))?;
+        let weight = dense(weight, "rms_norm scale")?;
         Ok(self.pool.install(|| elementwise::rms_norm(x, weight, eps)))
     }
 
-    fn rope(&self, x: &CpuTensor, positions: &[u32], inv_freq: &[f32], head_dim: usize) -> Result<CpuTensor> {
-        check(positions.len() == x.rows, || format!("rope: {} positions for {} rows", positions.len(), x.rows))?;
-        check(head_dim > 0 && head_dim % 2 == 0 && x.cols % head_dim == 0 && inv_freq.len() == head_dim / 2, || {
-            format!("rope: width {} with head_dim {head_dim} and {} frequencies", x.cols, inv_freq.len())
-        })?;
-        Ok(self.pool.install(|| self.rope.apply(x, positions, inv_freq, head_dim)))
+    fn rope(&self, x: &CpuTensor, positions: &[u32], table: &CpuTensor, head_dim: usize) -> Result<CpuTensor> {
+        Ok(self.pool.install(|| rope::apply(x, positions, table, head_dim)))
     }
 
     fn attention(&self, q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, seqs: &[AttentionSeq], h: HeadLayout) -> Result<CpuTensor> {
-        check(h.num_kv_heads > 0 && h.num_heads % h.num_kv_heads == 0, || format!("attention: {} heads over {} kv heads", h.num_heads, h.num_kv_heads))?;
-        check(q.cols == h.num_heads * h.head_dim, || format!("attention: q width {}", q.cols))?;
-        check(k.cols == h.num_kv_heads * h.head_dim && v.cols == k.cols && v.rows == k.rows, || {
-            format!("attention: k [{}, {}] / v [{}, {}]", k.rows, k.cols, v.rows, v.cols)
-        })?;
-        for s in seqs {
-            check(
-                s.q_len <= s.kv_len && s.q_start + s.q_len <= q.rows && s.kv_start + s.kv_len <= k.rows,
-                || format!("attention: sequence {s:?} outside q rows {} / kv rows {}", q.rows, k.rows),
-            )?;
-        }
-        check(seqs.iter().map(|s| s.q_len).sum::<usize>() == q.rows, || "attention: sequences do not cover every query row".into())?;
         Ok(self.pool.install(|| attention::attention(q, k, v, seqs, h)))
     }
 
     fn swiglu(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {
-        check(gate.dims() == up.dims(), || format!("swiglu: {:?} vs {:?}", gate.dims(), up.dims()))?;
         Ok(self.pool.install(|| elementwise::swiglu(gate, up)))
     }
 
     fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        check(a.dims() == b.dims(), || format!("add: {:?} vs {:?}", a.dims(), b.dims()))?;
         Ok(self.pool.install(|| elementwise::add(a, b)))
     }
 
@@ -184,9 +152,6 @@ impl Backend for CpuBackend {
         let cols = parts.first().map_or(0, |p| p.tensor.cols);
         let mut data = Vec::with_capacity(parts.iter().map(|p| p.rows.len()).sum::<usize>() * cols);
         for p in parts {
-            check(p.tensor.cols == cols && p.rows.start <= p.rows.end && p.rows.end <= p.tensor.rows, || {
-                format!("gather_rows: rows {:?} of a [{}, {}] tensor (width {cols})", p.rows, p.tensor.rows, p.tensor.cols)
-            })?;
             data.extend_from_slice(&p.tensor.data[p.rows.start * cols..p.rows.end * cols]);
         }
         let rows = data.len() / cols.max(1);
@@ -194,9 +159,6 @@ impl Backend for CpuBackend {
     }
 
     fn scatter_rows(&self, dst: &mut CpuTensor, rows: &[usize], src: &CpuTensor) -> Result<()> {
-        check(src.cols == dst.cols && src.rows == rows.len() && rows.iter().all(|&r| r < dst.rows), || {
-            format!("scatter_rows: {} rows of width {} into [{}, {}]", rows.len(), src.cols, dst.rows, dst.cols)
-        })?;
         let cols = dst.cols;
         for (i, &r) in rows.iter().enumerate() {
             dst.data[r * cols..(r + 1) * cols].copy_from_slice(src.row(i));
@@ -205,9 +167,6 @@ impl Backend for CpuBackend {
     }
 
     fn append_rows(&self, dst: &mut CpuTensor, src: &CpuTensor, rows: Range<usize>) -> Result<()> {
-        check(src.cols == dst.cols && rows.end <= src.rows, || {
-            format!("append_rows: rows {rows:?} of [{}, {}] onto width {}", src.rows, src.cols, dst.cols)
-        })?;
         let add = &src.data[rows.start * src.cols..rows.end * src.cols];
         if dst.data.capacity() - dst.data.len() < add.len() {
             // Not the doubling `Vec` would do (see `grown_capacity`).
@@ -232,7 +191,6 @@ impl Backend for CpuBackend {
     }
 
     fn truncate_rows(&self, x: &mut CpuTensor, rows: usize) -> Result<()> {
-        check(rows <= x.rows, || format!("truncate_rows: {rows} rows of a [{}, {}] tensor", x.rows, x.cols))?;
         x.data.truncate(rows * x.cols);
         x.rows = rows;
         Ok(())

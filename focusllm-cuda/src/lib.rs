@@ -26,16 +26,14 @@ mod ops;
 mod tensor;
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
 
-use cudarc::driver::CudaSlice;
 use focusllm_core::{AttentionSeq, Backend, DType, HeadLayout, HostTensor, Result, RowSlice};
 
 pub use device::driver_present;
 pub use tensor::{CudaTensor, CudaWeight};
 
 use device::Device;
-use error::{check, driver, err};
+use error::driver;
 use modules::Modules;
 use tensor::WeightData;
 
@@ -46,15 +44,10 @@ pub struct CudaOptions {
     pub ordinal: usize,
 }
 
-/// RoPE frequencies on the host and their device copy.
-pub(crate) type InvFreq = (Vec<f32>, Arc<CudaSlice<f32>>);
-
 /// The cuda backend: one device, one stream, kernels compiled on first use.
 pub struct CudaBackend {
     pub(crate) device: Device,
     pub(crate) modules: Modules,
-    /// The RoPE frequencies last uploaded.
-    pub(crate) inv_freq: Mutex<Option<InvFreq>>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -73,7 +66,7 @@ impl CudaBackend {
     pub fn new(options: CudaOptions) -> Result<Self> {
         let device = Device::open(options.ordinal)?;
         let modules = Modules::new(device.ctx.clone(), device.arch());
-        Ok(CudaBackend { device, modules, inv_freq: Mutex::new(None) })
+        Ok(CudaBackend { device, modules })
     }
 
     /// The device's name, e.g. "NVIDIA H200".
@@ -113,17 +106,15 @@ impl CudaBackend {
     }
 
     pub(crate) fn op_from_host(&self, data: &[f32], rows: usize, cols: usize) -> Result<CudaTensor> {
-        check(data.len() == rows * cols, || format!("{} values for a {rows}x{cols} tensor", data.len()))?;
         Ok(CudaTensor::new(self.upload("tensor", data)?, rows, cols))
     }
 }
 
 /// Splits a checkpoint tensor's shape into (rows, cols); vectors are one row.
-fn matrix_shape(t: &HostTensor<'_>) -> Result<(usize, usize)> {
+fn matrix_shape(t: &HostTensor<'_>) -> (usize, usize) {
     match t.shape.as_slice() {
-        [n] => Ok((1, *n)),
-        [r, c] => Ok((*r, *c)),
-        other => Err(err(format!("tensor `{}` has rank {}, expected 1 or 2", t.name, other.len()))),
+        [r, c] => (*r, *c),
+        _ => (1, t.len()),
     }
 }
 
@@ -136,10 +127,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload_weight(&self, t: &HostTensor<'_>) -> Result<CudaWeight> {
-        let (rows, cols) = matrix_shape(t)?;
-        check(t.has_consistent_size(), || {
-            format!("tensor `{}` holds {} bytes for shape {:?} of {:?}", t.name, t.bytes.len(), t.shape, t.dtype)
-        })?;
+        let (rows, cols) = matrix_shape(t);
         let what = format!("weight `{}`", t.name);
         let halves = || -> Vec<u16> { t.bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect() };
         let data = match (t.dtype, rows) {
@@ -175,6 +163,10 @@ impl Backend for CudaBackend {
         x.dims()
     }
 
+    fn weight_dims(&self, w: &CudaWeight) -> (usize, usize) {
+        (w.rows, w.cols)
+    }
+
     fn embedding(&self, table: &CudaWeight, ids: &[u32]) -> Result<CudaTensor> {
         self.op_embedding(table, ids)
     }
@@ -187,8 +179,8 @@ impl Backend for CudaBackend {
         self.op_rms_norm(x, weight, eps)
     }
 
-    fn rope(&self, x: &CudaTensor, positions: &[u32], inv_freq: &[f32], head_dim: usize) -> Result<CudaTensor> {
-        self.op_rope(x, positions, inv_freq, head_dim)
+    fn rope(&self, x: &CudaTensor, positions: &[u32], table: &CudaTensor, head_dim: usize) -> Result<CudaTensor> {
+        self.op_rope(x, positions, table, head_dim)
     }
 
     fn attention(&self, q: &CudaTensor, k: &CudaTensor, v: &CudaTensor, seqs: &[AttentionSeq], heads: HeadLayout) -> Result<CudaTensor> {

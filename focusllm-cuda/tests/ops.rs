@@ -8,7 +8,7 @@ mod support;
 
 use std::borrow::Cow;
 
-use focusllm_core::{AttentionSeq, Backend, DType, HeadLayout, HostTensor, RowSlice};
+use focusllm_core::{rope_table_rows, AttentionSeq, Backend, Checked, DType, HeadLayout, HostTensor, RowSlice};
 use half::{bf16, f16};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use support::{cpu, cuda, max_abs_diff};
@@ -124,7 +124,7 @@ fn embedding_matches_cpu_and_rejects_bad_ids() {
         let table = host_tensor("embed", vec![100, 300], &random(&mut rng, 100 * 300, 1.0), dtype);
         assert_eq!(embedding_on(&gpu, &table, &ids), embedding_on(&cpu, &table, &ids), "{dtype:?}");
         let t = gpu.upload_weight(&table).unwrap();
-        assert!(gpu.embedding(&t, &[3, 100]).is_err(), "id 100 of a 100-row table");
+        assert!(Checked::new(&gpu).embedding(&t, &[3, 100]).is_err(), "id 100 of a 100-row table");
     }
 }
 
@@ -139,7 +139,7 @@ fn embedding_dequantises_blocks_exactly_as_the_checkpoint_reader() {
         let expected: Vec<f32> = ids.iter().flat_map(|&id| all[id as usize * 96..(id as usize + 1) * 96].to_vec()).collect();
         assert_eq!(embedding_on(&gpu, &table, &ids), expected, "{dtype:?}");
         let t = gpu.upload_weight(&table).unwrap();
-        assert!(gpu.embedding(&t, &[3, 64]).is_err(), "id 64 of a 64-row table");
+        assert!(Checked::new(&gpu).embedding(&t, &[3, 64]).is_err(), "id 64 of a 64-row table");
     }
 }
 
@@ -150,9 +150,11 @@ fn pointwise_on<B: Backend>(b: &B, x: &[f32], y: &[f32], rows: usize, cols: usiz
     let head_dim = 64;
     let inv_freq: Vec<f32> = (0..head_dim / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / head_dim as f32)).collect();
     let positions: Vec<u32> = (0..rows as u32).map(|r| r * 997 % 131_072).collect();
+    let len = *positions.iter().max().unwrap() as usize + 1;
+    let table = b.from_host(&rope_table_rows(&inv_freq, len), len, head_dim).unwrap();
     vec![
         b.to_host(&b.rms_norm(&xt, &w, 1e-5).unwrap()).unwrap(),
-        b.to_host(&b.rope(&xt, &positions, &inv_freq, head_dim).unwrap()).unwrap(),
+        b.to_host(&b.rope(&xt, &positions, &table, head_dim).unwrap()).unwrap(),
         b.to_host(&b.swiglu(&xt, &yt).unwrap()).unwrap(),
         b.to_host(&b.add(&xt, &yt).unwrap()).unwrap(),
     ]
@@ -281,9 +283,10 @@ fn row_operations_match_cpu_and_clones_stay_independent() {
     assert_eq!(gpu.to_host(&cache).unwrap(), t);
 
     // Bad shapes are errors.
-    assert!(gpu.append_rows(&mut cache, &b, 5..7).is_err());
-    assert!(gpu.scatter_rows(&mut cache, &[3], &b).is_err());
-    assert!(gpu.from_host(&[1.0, 2.0], 3, 1).is_err());
+    let checked = Checked::new(&gpu);
+    assert!(checked.append_rows(&mut cache, &b, 5..7).is_err());
+    assert!(checked.scatter_rows(&mut cache, &[3], &b).is_err());
+    assert!(checked.from_host(&[1.0, 2.0], 3, 1).is_err());
 }
 
 #[test]

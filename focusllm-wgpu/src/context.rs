@@ -80,8 +80,6 @@ pub(crate) struct Context {
     error: Arc<Mutex<Option<String>>>,
     /// A small zeroed buffer bound where a kernel's optional input is absent.
     pub(crate) dummy: wgpu::Buffer,
-    /// Recently used RoPE (cos, sin) tables.
-    pub(crate) rope_tables: crate::kernels::rope::RopeTables,
 }
 
 impl Context {
@@ -150,7 +148,6 @@ impl Context {
             kernels: Mutex::new(HashMap::new()),
             error,
             dummy,
-            rope_tables: Default::default(),
         })
     }
 

@@ -150,9 +150,6 @@ impl Backend for WgpuBackend {
     }
 
     fn from_host(&self, data: &[f32], rows: usize, cols: usize) -> Result<WgpuTensor> {
-        if data.len() != rows * cols {
-            return Err(err(format!("{} values for a {rows}x{cols} tensor", data.len())));
-        }
         self.ctx.check()?;
         Ok(WgpuTensor::new(self.ctx.upload(data, "tensor")?, rows, cols))
     }
@@ -164,6 +161,10 @@ impl Backend for WgpuBackend {
 
     fn dims(&self, x: &WgpuTensor) -> (usize, usize) {
         x.dims()
+    }
+
+    fn weight_dims(&self, w: &WgpuWeight) -> (usize, usize) {
+        (w.rows, w.cols)
     }
 
     fn embedding(&self, table: &WgpuWeight, ids: &[u32]) -> Result<WgpuTensor> {
@@ -178,8 +179,8 @@ impl Backend for WgpuBackend {
         norm::rms_norm(&self.ctx, x, weight, eps)
     }
 
-    fn rope(&self, x: &WgpuTensor, positions: &[u32], inv_freq: &[f32], head_dim: usize) -> Result<WgpuTensor> {
-        rope::rope(&self.ctx, x, positions, inv_freq, head_dim)
+    fn rope(&self, x: &WgpuTensor, positions: &[u32], table: &WgpuTensor, head_dim: usize) -> Result<WgpuTensor> {
+        rope::rope(&self.ctx, x, positions, table, head_dim)
     }
 
     fn attention(

@@ -191,19 +191,9 @@ fn part_bytes<T: bytemuck::Pod>(data: &[T], start: usize, end: usize) -> Vec<u8>
 pub(crate) fn upload_weight(ctx: &Context, t: &HostTensor<'_>) -> Result<WgpuWeight> {
     ctx.check()?;
     let (rows, cols, matrix) = match t.shape.as_slice() {
-        [n] => (1, *n, false),
         [r, c] => (*r, *c, true),
-        other => return Err(err(format!("tensor `{}` has rank {}, expected 1 or 2", t.name, other.len()))),
+        _ => (1, t.len(), false),
     };
-    if !t.has_consistent_size() {
-        return Err(err(format!(
-            "tensor `{}` holds {} bytes for shape {:?} of {:?}",
-            t.name,
-            t.bytes.len(),
-            t.shape,
-            t.dtype
-        )));
-    }
     let dtype = stored_type(ctx, t, matrix, cols);
     let row_bytes = match dtype {
         WeightType::F32 => cols * 4,

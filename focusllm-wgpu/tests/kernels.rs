@@ -12,7 +12,7 @@
 mod common;
 
 use common::{backend, backend_with, host, max_abs_diff, max_rel_diff, Rng};
-use focusllm_core::{AttentionSeq, Backend, DType, Error, HeadLayout, HostTensor, RowSlice};
+use focusllm_core::{rope_table_rows, AttentionSeq, Backend, Checked, DType, Error, HeadLayout, HostTensor, RowSlice};
 use focusllm_wgpu::{WeightPrecision, WgpuBackend, WgpuConfig};
 use half::{bf16, f16};
 
@@ -290,7 +290,9 @@ fn rope_matches_reference_at_long_positions() {
         let positions: Vec<u32> = (0..rows).map(|r| if r == 0 { 0 } else { rng.below(200_000) as u32 }).collect();
         let xv = rng.vec(rows * cols);
         let x = b.from_host(&xv, rows, cols).unwrap();
-        let got = host(&b, &b.rope(&x, &positions, &inv_freq, head_dim).unwrap());
+        let len = *positions.iter().max().unwrap() as usize + 1;
+        let table = b.from_host(&rope_table_rows(&inv_freq, len), len, head_dim).unwrap();
+        let got = host(&b, &b.rope(&x, &positions, &table, head_dim).unwrap());
         let d = max_abs_diff(&got, &rope_ref(&xv, &positions, &inv_freq, head_dim, cols));
         assert!(d < EW_TOL, "rope head_dim {head_dim}: {d}");
     }
@@ -407,11 +409,12 @@ fn attention_rejects_inconsistent_layouts() {
         vec![AttentionSeq { q_start: 0, q_len: 1, kv_start: 0, kv_len: 1 }], // a row uncovered
         vec![AttentionSeq { q_start: 0, q_len: 2, kv_start: 1, kv_len: 2 }], // keys out of range
     ];
+    let c = Checked::new(&b);
     for seqs in bad {
-        assert!(matches!(b.attention(&q, &k, &k, &seqs, h), Err(Error::Backend { backend: "wgpu", .. })), "{seqs:?}");
+        assert!(matches!(c.attention(&q, &k, &k, &seqs, h), Err(Error::Shape { op: "attention", .. })), "{seqs:?}");
     }
     let h3 = HeadLayout { num_heads: 3, num_kv_heads: 2, head_dim: 2 };
-    assert!(b.attention(&q, &k, &k, &[AttentionSeq { q_start: 0, q_len: 2, kv_start: 0, kv_len: 2 }], h3).is_err());
+    assert!(c.attention(&q, &k, &k, &[AttentionSeq { q_start: 0, q_len: 2, kv_start: 0, kv_len: 2 }], h3).is_err());
 }
 
 #[test]
@@ -431,8 +434,9 @@ fn swiglu_and_add_match_reference() {
     }
     let a = b.from_host(&[0.0; 6], 2, 3).unwrap();
     let c = b.from_host(&[0.0; 6], 3, 2).unwrap();
-    assert!(matches!(b.add(&a, &c), Err(Error::Backend { backend: "wgpu", .. })));
-    assert!(b.swiglu(&a, &c).is_err());
+    let checked = Checked::new(&b);
+    assert!(matches!(checked.add(&a, &c), Err(Error::Shape { op: "add", .. })));
+    assert!(checked.swiglu(&a, &c).is_err());
 }
 
 #[test]
@@ -480,12 +484,13 @@ fn gather_scatter_append_and_truncate_rows() {
     assert_eq!(host(&b, &snapshot), [av.clone(), rows(&bv, 1..4)].concat());
 
     // Bad ranges and widths are typed errors.
-    assert!(b.gather_rows(&[RowSlice { tensor: &ta, rows: 5..8 }]).is_err());
-    assert!(b.scatter_rows(&mut s.clone(), &[7], &src.clone()).is_err());
-    assert!(b.append_rows(&mut s.clone(), &g, 0..9).is_err());
+    let c = Checked::new(&b);
+    assert!(c.gather_rows(&[RowSlice { tensor: &ta, rows: 5..8 }]).is_err());
+    assert!(c.scatter_rows(&mut s.clone(), &[7], &src.clone()).is_err());
+    assert!(c.append_rows(&mut s.clone(), &g, 0..9).is_err());
     let narrow = b.from_host(&[0.0; 4], 1, 4).unwrap();
-    assert!(matches!(b.append_rows(&mut s, &narrow, 0..1), Err(Error::Backend { backend: "wgpu", .. })));
-    assert!(b.truncate_rows(&mut s, 8).is_err());
+    assert!(matches!(c.append_rows(&mut s, &narrow, 0..1), Err(Error::Shape { op: "append_rows", .. })));
+    assert!(c.truncate_rows(&mut s, 8).is_err());
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! tokens at fresh positions (docs/algorithm.md: what lets a FocusLLM candidate move between contexts).
 
 use crate::backend::{Backend, RowSlice};
+use crate::check::Checked;
 use crate::error::{Error, Result};
 
 /// Keys and values of one layer, `[len, kv_heads*head_dim]` each, keys without RoPE.
@@ -72,6 +73,7 @@ impl<B: Backend> KvCache<B> {
     /// Moves the last `n` tokens out into a cache of their own (FocusLLM takes the candidate's
     /// keys/values out of a chunk's cache this way).
     pub fn split_off_last(&mut self, backend: &B, n: usize) -> Result<KvCache<B>> {
+        let backend = Checked::new(backend);
         if n > self.len || self.len == 0 {
             return Err(cache_error(format!("split {n} of {} tokens", self.len)));
         }
@@ -93,6 +95,7 @@ impl<B: Backend> KvCache<B> {
 
     /// Concatenates caches along the sequence (e.g. the candidates of every chunk).
     pub fn concat(backend: &B, parts: &[&KvCache<B>]) -> Result<KvCache<B>> {
+        let backend = Checked::new(backend);
         let Some(first) = parts.first() else { return Err(cache_error("concatenating no caches".into())) };
         let layers = first.layers.len();
         let filled: Vec<Vec<&LayerKv<B>>> = parts.iter().map(|c| c.filled_layers()).collect::<Result<_>>()?;
@@ -110,6 +113,7 @@ impl<B: Backend> KvCache<B> {
 
     /// Appends the tokens of `other` after this cache's.
     pub fn extend(&mut self, backend: &B, other: &KvCache<B>) -> Result<()> {
+        let backend = Checked::new(backend);
         if self.len == 0 {
             *self = other.clone();
             return Ok(());
@@ -130,6 +134,7 @@ impl<B: Backend> KvCache<B> {
     /// Overwrites tokens `start..start + other.len()` with those of `other` (FocusLLM's cached-local
     /// decoding refreshes the candidates at the front of the local cache this way).
     pub fn overwrite(&mut self, backend: &B, start: usize, other: &KvCache<B>) -> Result<()> {
+        let backend = Checked::new(backend);
         if start + other.len > self.len {
             return Err(cache_error(format!("overwrite {}..{} of {} tokens", start, start + other.len, self.len)));
         }

@@ -4,7 +4,8 @@
 use crate::backend::Backend;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::model::{Attention, CandidateLinear, CandidateProjections, Layer, Linear, Mlp, Model};
+use crate::check::Checked;
+use crate::model::{Attention, CandidateLinear, CandidateProjections, Layer, Linear, Mlp, Model, RopeTable};
 use crate::weights::WeightSource;
 
 /// Checks that every required tensor is present with the right shape.
@@ -28,7 +29,7 @@ fn upload<B: Backend>(backend: &B, source: &dyn WeightSource, name: &str) -> Res
     let tensor = source
         .tensor(name)?
         .ok_or_else(|| Error::MissingTensor { name: name.to_string(), location: source.location().to_path_buf() })?;
-    backend.upload_weight(&tensor)
+    Checked::new(backend).upload_weight(&tensor)
 }
 
 fn linear<B: Backend>(backend: &B, source: &dyn WeightSource, prefix: &str, bias: bool) -> Result<Linear<B>> {
@@ -67,8 +68,8 @@ impl<B: Backend> Model<B> {
         let embed = upload(b, source, "model.embed_tokens.weight")?;
         let norm = upload(b, source, "model.norm.weight")?;
         let lm_head = if config.tie_word_embeddings { None } else { Some(upload(b, source, "lm_head.weight")?) };
-        let inv_freq = config.rope_inv_freq();
-        let mut model = Model { backend, config, embed, layers, norm, lm_head, inv_freq };
+        let rope = RopeTable::new(config.rope_inv_freq());
+        let mut model = Model { backend, config, embed, layers, norm, lm_head, rope };
         // A trained FocusLLM checkpoint ships its candidate projections beside the base weights.
         model.load_candidate_projections(source)?;
         Ok(model)

@@ -7,10 +7,13 @@
 
 mod kv_cache;
 mod load;
+mod rope;
 
 pub use kv_cache::{KvCache, LayerKv};
+pub use rope::{rope_table_rows, RopeTable};
 
 use crate::backend::{AttentionSeq, Backend, HeadLayout, RowSlice};
+use crate::check::Checked;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
@@ -23,7 +26,7 @@ pub struct Linear<B: Backend> {
 }
 
 impl<B: Backend> Linear<B> {
-    fn forward(&self, backend: &B, x: &B::Tensor) -> Result<B::Tensor> {
+    fn forward(&self, backend: Checked<'_, B>, x: &B::Tensor) -> Result<B::Tensor> {
         backend.linear(x, &self.weight, self.bias.as_ref())
     }
 }
@@ -160,14 +163,15 @@ pub struct Model<B: Backend> {
     pub(crate) norm: B::Weight,
     /// `None` when the output head is tied to the embedding table.
     pub(crate) lm_head: Option<B::Weight>,
-    pub(crate) inv_freq: Vec<f32>,
+    /// cos/sin per position, on the device.
+    pub(crate) rope: RopeTable<B>,
 }
 
 fn layer_kv<'c, B: Backend>(seq: &'c SeqInput<'_, B>, layer: usize) -> &'c LayerKv<B> {
     seq.cache.layers[layer].as_ref().expect("filled before use")
 }
 
-fn whole_rows<'t, B: Backend>(backend: &B, tensor: &'t B::Tensor) -> RowSlice<'t, B::Tensor> {
+fn whole_rows<'t, B: Backend>(backend: Checked<'_, B>, tensor: &'t B::Tensor) -> RowSlice<'t, B::Tensor> {
     RowSlice { tensor, rows: 0..backend.dims(tensor).0 }
 }
 
@@ -190,6 +194,11 @@ impl<B: Backend> Model<B> {
     /// The backend the model runs on.
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// The backend behind the contract's checks, as the model calls it.
+    pub(crate) fn checked(&self) -> Checked<'_, B> {
+        Checked::new(&self.backend)
     }
 
     /// The decoder layers.
@@ -224,12 +233,15 @@ impl<B: Backend> Model<B> {
             return Ok(Vec::new());
         }
         let packing = self.pack(batch)?;
-        let b = &self.backend;
+        let b = self.checked();
+        // Keys sit at positions `0..past + new` of each sequence; queries among them.
+        let positions = batch.iter().map(|s| s.cache.len + s.tokens.len()).max().unwrap_or(0);
         b.run(|| {
+            let rope = self.rope.covering(b, positions)?;
             let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
             let mut h = b.embedding(&self.embed, &ids)?;
             for (l, layer) in self.layers.iter().enumerate() {
-                h = self.layer_forward(l, layer, &h, batch, &packing)?;
+                h = self.layer_forward(l, layer, &h, batch, &packing, &rope.table)?;
             }
             self.head(&h, batch, &packing)
         })
@@ -277,7 +289,7 @@ impl<B: Backend> Model<B> {
         candidate: Option<&CandidateLinear<B>>,
         candidate_rows: &[usize],
     ) -> Result<B::Tensor> {
-        let b = &self.backend;
+        let b = self.checked();
         let mut y = ordinary.forward(b, x)?;
         match (candidate, candidate_rows.is_empty()) {
             (None, _) | (_, true) => {}
@@ -303,8 +315,9 @@ impl<B: Backend> Model<B> {
         h: &B::Tensor,
         batch: &mut [SeqInput<'_, B>],
         packing: &Packing,
+        rope: &B::Tensor,
     ) -> Result<B::Tensor> {
-        let b = &self.backend;
+        let b = self.checked();
         let c = &self.config;
         let cand = &layer.candidate;
         let rows = &packing.candidate_rows;
@@ -349,8 +362,8 @@ impl<B: Backend> Model<B> {
             (&packed.0, &packed.1)
         };
 
-        let q = b.rope(&q, &packing.q_positions, &self.inv_freq, c.head_dim)?;
-        let k_all = b.rope(k_all, &k_positions, &self.inv_freq, c.head_dim)?;
+        let q = b.rope(&q, &packing.q_positions, rope, c.head_dim)?;
+        let k_all = b.rope(k_all, &k_positions, rope, c.head_dim)?;
         let heads = HeadLayout { num_heads: c.num_heads, num_kv_heads: c.num_kv_heads, head_dim: c.head_dim };
         let attn = b.attention(&q, &k_all, v_all, &seqs, heads)?;
         if l + 1 == c.num_layers {
@@ -371,7 +384,7 @@ impl<B: Backend> Model<B> {
 
     /// Final norm and output head on the requested rows only.
     fn head(&self, h: &B::Tensor, batch: &[SeqInput<'_, B>], packing: &Packing) -> Result<Vec<Logits>> {
-        let b = &self.backend;
+        let b = self.checked();
         let vocab = self.config.vocab_size;
         let mut parts = Vec::new();
         let mut counts = Vec::with_capacity(batch.len());
@@ -405,7 +418,7 @@ impl<B: Backend> Model<B> {
 }
 
 /// The given rows of `x`, packed.
-fn gather<B: Backend>(b: &B, x: &B::Tensor, rows: &[usize]) -> Result<B::Tensor> {
+fn gather<B: Backend>(b: Checked<'_, B>, x: &B::Tensor, rows: &[usize]) -> Result<B::Tensor> {
     let parts: Vec<_> = rows.iter().map(|&r| RowSlice { tensor: x, rows: r..r + 1 }).collect();
     b.gather_rows(&parts)
 }

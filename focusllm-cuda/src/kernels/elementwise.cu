@@ -54,9 +54,9 @@ extern "C" __global__ void rms_norm(float* out, const float* x, const float* wei
 }
 
 // Half-split rotary embedding ("rotate_half"): in every head, element i pairs with i + half.
-// Row r sits at positions[r]; the angle is f32(position) * inv_freq[i], rounded to f32 as
-// transformers computes it. One thread per (row, head, i < half).
-extern "C" __global__ void rope(float* out, const float* x, const u32* positions, const float* inv_freq,
+// Row r sits at positions[r], whose cosines and sines are row positions[r] of the model's table
+// ([positions, head_dim], cosines first, computed on the host). One thread per (row, head, i < half).
+extern "C" __global__ void rope(float* out, const float* x, const u32* positions, const float* table,
                                 int rows, int cols, int head_dim) {
     int half = head_dim >> 1;
     int heads = cols / head_dim;
@@ -67,9 +67,9 @@ extern "C" __global__ void rope(float* out, const float* x, const u32* positions
     long long rh = idx / half;
     int h = (int)(rh % heads);
     int r = (int)(rh / heads);
-    float angle = (float)positions[r] * inv_freq[i];
-    float s, c;
-    sincosf(angle, &s, &c);
+    const float* cs = table + (long long)positions[r] * head_dim;
+    float c = cs[i];
+    float s = cs[i + half];
     long long base = (long long)r * cols + (long long)h * head_dim;
     float x1 = x[base + i];
     float x2 = x[base + i + half];

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use focusllm_core::{grown_capacity, Result, RowSlice};
 
-use crate::error::check;
 use crate::launch::{blocks, config, launch, THREADS};
 use crate::tensor::CudaTensor;
 use crate::CudaBackend;
@@ -13,11 +12,6 @@ use crate::CudaBackend;
 impl CudaBackend {
     pub(crate) fn op_gather_rows(&self, parts: &[RowSlice<'_, CudaTensor>]) -> Result<CudaTensor> {
         let cols = parts.first().map_or(0, |p| p.tensor.cols);
-        for p in parts {
-            check(p.tensor.cols == cols && p.rows.start <= p.rows.end && p.rows.end <= p.tensor.rows, || {
-                format!("gather_rows: rows {:?} of a [{}, {}] tensor (width {cols})", p.rows, p.tensor.rows, p.tensor.cols)
-            })?;
-        }
         let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
         let out = self.alloc::<f32>("gathered rows", rows * cols)?;
         let mut at = 0;
@@ -41,9 +35,6 @@ impl CudaBackend {
     }
 
     pub(crate) fn op_scatter_rows(&self, dst: &mut CudaTensor, rows: &[usize], src: &CudaTensor) -> Result<()> {
-        check(src.cols == dst.cols && src.rows == rows.len() && rows.iter().all(|&r| r < dst.rows), || {
-            format!("scatter_rows: {} rows of width {} into [{}, {}]", rows.len(), src.cols, dst.rows, dst.cols)
-        })?;
         if rows.is_empty() || dst.cols == 0 {
             return Ok(());
         }
@@ -57,9 +48,6 @@ impl CudaBackend {
     }
 
     pub(crate) fn op_append_rows(&self, dst: &mut CudaTensor, src: &CudaTensor, rows: Range<usize>) -> Result<()> {
-        check(src.cols == dst.cols && rows.start <= rows.end && rows.end <= src.rows, || {
-            format!("append_rows: rows {rows:?} of [{}, {}] onto width {}", src.rows, src.cols, dst.cols)
-        })?;
         let n = rows.len();
         if n == 0 {
             return Ok(());
@@ -80,7 +68,6 @@ impl CudaBackend {
     /// Shrinks the visible rows; the buffer (and its spare capacity) is kept, so nothing moves.
     /// A clone sharing the buffer still sees its own rows: the next in-place write copies first.
     pub(crate) fn op_truncate_rows(&self, x: &mut CudaTensor, rows: usize) -> Result<()> {
-        check(rows <= x.rows, || format!("truncate_rows: {rows} rows of a [{}, {}] tensor", x.rows, x.cols))?;
         x.rows = rows;
         Ok(())
     }

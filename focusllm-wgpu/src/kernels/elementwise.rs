@@ -3,13 +3,10 @@
 use focusllm_core::Result;
 
 use super::{Shader, WeightType};
-use crate::context::{err, Context, Dispatch};
+use crate::context::{Context, Dispatch};
 use crate::tensor::WgpuTensor;
 
 fn binary(ctx: &Context, entry: &str, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
-    if a.dims() != b.dims() {
-        return Err(err(format!("{entry}: {:?} vs {:?}", a.dims(), b.dims())));
-    }
     let out = ctx.alloc(a.bytes(), entry)?;
     let n = (a.rows * a.cols) as u64;
     if n > 0 {

@@ -11,14 +11,6 @@ use crate::tensor::WgpuTensor;
 /// Concatenates row ranges of tensors of one width.
 pub(crate) fn gather_rows(ctx: &Context, parts: &[RowSlice<'_, WgpuTensor>]) -> Result<WgpuTensor> {
     let cols = parts.first().map_or(0, |p| p.tensor.cols);
-    for p in parts {
-        if p.tensor.cols != cols || p.rows.start > p.rows.end || p.rows.end > p.tensor.rows {
-            return Err(err(format!(
-                "gather_rows: rows {:?} of a [{}, {}] tensor (width {cols})",
-                p.rows, p.tensor.rows, p.tensor.cols
-            )));
-        }
-    }
     let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
     let row_bytes = cols as u64 * 4;
     let out = ctx.alloc(rows as u64 * row_bytes, "gather_rows output")?;
@@ -47,15 +39,6 @@ fn make_unique(ctx: &Context, t: &mut WgpuTensor, capacity: usize) -> Result<()>
 
 /// Overwrites rows `rows[i]` of `dst` with row `i` of `src`.
 pub(crate) fn scatter_rows(ctx: &Context, dst: &mut WgpuTensor, rows: &[usize], src: &WgpuTensor) -> Result<()> {
-    if src.cols != dst.cols || src.rows != rows.len() || rows.iter().any(|&r| r >= dst.rows) {
-        return Err(err(format!(
-            "scatter_rows: {} rows of width {} into [{}, {}]",
-            rows.len(),
-            src.cols,
-            dst.rows,
-            dst.cols
-        )));
-    }
     if rows.is_empty() || dst.cols == 0 {
         return Ok(());
     }
@@ -69,9 +52,6 @@ pub(crate) fn scatter_rows(ctx: &Context, dst: &mut WgpuTensor, rows: &[usize], 
 /// Appends rows `rows` of `src` to `dst`. Capacity grows by an eighth (`grown_capacity`, bounded by
 /// the largest binding), so appending one row at a time costs amortised O(1) copies per row.
 pub(crate) fn append_rows(ctx: &Context, dst: &mut WgpuTensor, src: &WgpuTensor, rows: Range<usize>) -> Result<()> {
-    if src.cols != dst.cols || rows.start > rows.end || rows.end > src.rows {
-        return Err(err(format!("append_rows: rows {rows:?} of [{}, {}] onto width {}", src.rows, src.cols, dst.cols)));
-    }
     if rows.is_empty() {
         return Ok(());
     }
@@ -96,9 +76,6 @@ pub(crate) fn append_rows(ctx: &Context, dst: &mut WgpuTensor, src: &WgpuTensor,
 /// Keeps the first `rows` rows of `x`: only the host-side shape shrinks (the buffer, possibly shared
 /// with clones, is untouched; a later in-place write copies it first if it is shared).
 pub(crate) fn truncate_rows(x: &mut WgpuTensor, rows: usize) -> Result<()> {
-    if rows > x.rows {
-        return Err(err(format!("truncate_rows: {rows} rows of a [{}, {}] tensor", x.rows, x.cols)));
-    }
     x.rows = rows;
     Ok(())
 }

@@ -1,8 +1,8 @@
 // Rotary position embedding, half-split ("rotate_half") layout, on every head of every row:
 // for i < head_dim/2, (a, b) = (x[i], x[i + half]) becomes (a cos - b sin, b cos + a sin).
-// table[row * half + i] = (cos, sin) of angle f32(positions[row]) * inv_freq[i], computed on the
-// host in f64 (as the CPU backend does): GPU sin/cos builtins are only required to be accurate to
-// 2^-11 and need a range reduction for the large angles of long contexts.
+// Row `pos` of the model's table holds the cosines of that position's angles, then their sines,
+// computed on the host in f64: GPU sin/cos builtins are only required to be accurate to 2^-11 and
+// need a range reduction for the large angles of long contexts.
 // One thread per (row, rotated pair).
 
 struct Params {
@@ -18,8 +18,9 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> table: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> positions: array<u32>;
+@group(0) @binding(3) var<storage, read> table: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(
@@ -39,9 +40,11 @@ fn main(
     let i = pair % half;
     let a_idx = row * p.cols + head * p.head_dim + i;
     let b_idx = a_idx + half;
-    let cs = table[row * half + i];
+    let at = positions[row] * p.head_dim + i;
+    let c = table[at];
+    let s = table[at + half];
     let a = x[a_idx];
     let b = x[b_idx];
-    y[a_idx] = a * cs.x - b * cs.y;
-    y[b_idx] = b * cs.x + a * cs.y;
+    y[a_idx] = a * c - b * s;
+    y[b_idx] = b * c + a * s;
 }

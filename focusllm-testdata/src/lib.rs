@@ -5,9 +5,13 @@
 //! - [`golden`]: Hugging Face transformers' logits and greedy tokens for the tiny fixture models
 //!   (`scripts/make_tiny_fixtures.py`);
 //! - [`focus_golden`]: the PyTorch reference of the FocusLLM algorithm (`scripts/focus_reference.py`)
-//!   and [`focus_golden::check_run`], which runs the engine against one of its runs.
+//!   and [`focus_golden::check_run`], which runs the engine against one of its runs;
+//! - [`conformance`]: the backend conformance suite every backend's tests run (each operation
+//!   against an f64 host implementation, the contract's typed errors, whole models against the
+//!   goldens above), with its shared helpers.
 #![warn(missing_docs)]
 
+pub mod conformance;
 pub mod focus_golden;
 pub mod golden;
 

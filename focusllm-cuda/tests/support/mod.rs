@@ -1,5 +1,5 @@
-//! Shared by the device tests: getting a CUDA backend or a printed skip reason, the CPU reference,
-//! comparisons (fixtures and goldens come from `focusllm-testdata`).
+//! Shared by the device tests: getting a CUDA backend or a printed skip reason, and a CPU backend
+//! (comparisons, references, fixtures and goldens come from `focusllm-testdata`).
 #![allow(dead_code, unused_imports)] // each test crate uses a part
 
 use focusllm_cpu::{CpuBackend, CpuOptions};
@@ -24,12 +24,7 @@ pub fn cuda(test: &str) -> Option<CudaBackend> {
     }
 }
 
+/// A CPU backend of two threads.
 pub fn cpu() -> CpuBackend {
     CpuBackend::new(CpuOptions { threads: Some(2) }).expect("cpu backend")
-}
-
-/// Largest |a - b| relative to max(1, |b|).
-pub fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs().max(1.0)).fold(0.0, f32::max)
 }

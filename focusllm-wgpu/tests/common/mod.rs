@@ -1,8 +1,9 @@
-//! Helpers shared by the wgpu tests: adapter gating, a seeded PRNG, CPU reference helpers, and the
-//! workspace's fixture and golden-file readers (`focusllm-testdata`).
+//! Helpers shared by the wgpu tests: adapter gating and the backend's weight storage; the seeded
+//! PRNG, references and comparisons, fixtures and goldens come from `focusllm-testdata`.
 #![allow(dead_code, unused_imports)] // each test crate uses a part
 
 use focusllm_core::Backend;
+pub use focusllm_testdata::conformance::Storage;
 pub use focusllm_testdata::golden::{golden, Case};
 pub use focusllm_testdata::{fixture_dir, focus_golden, max_abs_diff, FIXTURES};
 use focusllm_wgpu::{WgpuBackend, WgpuConfig, WgpuOptions};
@@ -42,41 +43,9 @@ pub fn backend() -> Option<WgpuBackend> {
     backend_with(WgpuConfig::default())
 }
 
-/// A small deterministic PRNG (SplitMix64).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    pub fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.uniform()).collect()
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
-/// Largest |a - b| / (|b| + floor) over the elements: a relative error that does not blow up
-/// near zero.
-pub fn max_rel_diff(a: &[f32], b: &[f32], floor: f32) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() / (y.abs() + floor)).fold(0.0, f32::max)
+/// How `b` keeps weights, for the conformance suite: f16 matrices where it uses f16 weights.
+pub fn storage(b: &WgpuBackend) -> Storage {
+    Storage::f16_matrices_if(b.f16_weights())
 }
 
 /// Reads a tensor back.

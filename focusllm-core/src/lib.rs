@@ -31,4 +31,5 @@ pub use model::{KvCache, Logits, LogitsFor, Model, SeqInput};
 pub use pipeline::{LanguageModel, Pipeline};
 pub use sampling::{Sampler, Sampling};
 pub use tokenizer::{TextStream, Tokenizer};
-pub use weights::{DType, HostTensor, SafetensorsWeights, WeightSource};
+pub use quant::DType;
+pub use weights::{HostTensor, SafetensorsWeights, WeightSource};

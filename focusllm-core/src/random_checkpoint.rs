@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::weights::DType;
+use crate::quant::DType;
 
 /// Writes `config.json` and `model.safetensors` of random weights (in `dtype`, from `seed`) for
 /// `config` into `dir`, creating it if needed. The tokenizer is the caller's to add.

@@ -31,7 +31,8 @@ use memmap2::Mmap;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::weights::{DType, HostTensor, WeightSource};
+use crate::quant::DType;
+use crate::weights::{HostTensor, WeightSource};
 
 pub use crate::chat_template::{ChatMessage, ChatTemplate};
 pub use reader::{GgmlType, GgufHeader, MetaValue, TensorInfo};

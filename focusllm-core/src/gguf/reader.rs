@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::weights::DType;
+use crate::quant::DType;
 
 /// The default alignment of the tensor data section and of every tensor in it.
 pub const DEFAULT_ALIGNMENT: u64 = 32;

@@ -2,6 +2,8 @@
 //!
 //! Run LLaMA-family models on inputs far past their native window with FocusLLM, on the CPU
 //! (feature `cpu`, on by default), any GPU through wgpu, or NVIDIA GPUs through CUDA.
+//! `default_model` (feature `default-model`, on by default) fetches and caches a small model to
+//! start from.
 //!
 //! ```no_run
 //! use focusllm::{Device, GenerateOptions, Llm};
@@ -20,6 +22,9 @@
 use std::path::Path;
 
 pub use focusllm_core::*;
+
+#[cfg(feature = "default-model")]
+pub mod default_model;
 
 /// The CPU backend (feature `cpu`).
 #[cfg(feature = "cpu")]

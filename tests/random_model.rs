@@ -7,7 +7,8 @@ mod common;
 
 use common::{cpu, default_model};
 use focusllm::gguf::GgufFile;
-use focusllm::{random_checkpoint, DType, LogitsFor, Model, ModelConfig, SafetensorsWeights, Tokenizer};
+use focusllm::{DType, LogitsFor, Model, ModelConfig, SafetensorsWeights, Tokenizer};
+use focusllm_testdata::random_checkpoint;
 
 #[test]
 fn random_weights_shaped_like_the_default_model_load_and_stay_conditioned() {

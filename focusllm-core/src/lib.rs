@@ -5,7 +5,6 @@
 pub mod backend;
 pub mod chat_template;
 pub mod config;
-pub mod default_model;
 pub mod error;
 pub mod focus;
 pub mod generation;
@@ -13,7 +12,6 @@ pub mod gguf;
 pub mod model;
 pub mod pipeline;
 pub mod quant;
-pub mod random_checkpoint;
 pub mod sampling;
 pub mod tokenizer;
 pub mod weights;

@@ -27,7 +27,7 @@ use support::{cuda, cuda_required, max_abs_diff};
 const REL_TOL: f32 = 2e-3;
 
 fn model_path(test: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("FOCUSLLM_MODEL").map(PathBuf::from).or_else(focusllm_core::default_model::find);
+    let path = std::env::var_os("FOCUSLLM_MODEL").map(PathBuf::from).or_else(focusllm::default_model::find);
     if path.is_none() {
         let why = "no model (set FOCUSLLM_MODEL or fetch the default model)";
         let strict = cuda_required() || std::env::var("FOCUSLLM_TEST_STRICT").as_deref() == Ok("1");

@@ -5,11 +5,14 @@
 //! - [`golden`]: Hugging Face transformers' logits and greedy tokens for the tiny fixture models
 //!   (`scripts/make_tiny_fixtures.py`);
 //! - [`focus_golden`]: the PyTorch reference of the FocusLLM algorithm (`scripts/focus_reference.py`)
-//!   and [`focus_golden::check_run`], which runs the engine against one of its runs.
+//!   and [`focus_golden::check_run`], which runs the engine against one of its runs;
+//! - [`random_checkpoint`]: model directories of seeded random weights, for the tests and examples
+//!   that need a model of real size where the real weights cannot be had.
 #![warn(missing_docs)]
 
 pub mod focus_golden;
 pub mod golden;
+pub mod random_checkpoint;
 
 use std::path::PathBuf;
 

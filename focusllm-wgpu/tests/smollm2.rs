@@ -10,7 +10,8 @@
 
 mod common;
 
-use focusllm_core::{default_model, GenerateOptions, LanguageModel, LogitsFor, Pipeline};
+use focusllm::default_model;
+use focusllm_core::{GenerateOptions, LanguageModel, LogitsFor, Pipeline};
 use focusllm_cpu::{CpuBackend, CpuOptions};
 
 /// Logits of order 10-25, in f32 from the same values on both sides (measured 5.3e-5 on lavapipe;

@@ -13,9 +13,7 @@ use std::path::Path;
 use half::{bf16, f16};
 use serde_json::json;
 
-use crate::config::ModelConfig;
-use crate::error::{Error, Result};
-use crate::quant::DType;
+use focusllm_core::{DType, Error, ModelConfig, Result};
 
 /// Writes `config.json` and `model.safetensors` of random weights (in `dtype`, from `seed`) for
 /// `config` into `dir`, creating it if needed. The tokenizer is the caller's to add.
@@ -114,7 +112,7 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::weights::{SafetensorsWeights, WeightSource};
+    use focusllm_core::{SafetensorsWeights, WeightSource};
 
     fn tiny() -> ModelConfig {
         let text = r#"{"model_type":"llama","hidden_size":32,"intermediate_size":48,"num_hidden_layers":2,

@@ -8,8 +8,8 @@ mod common;
 
 use common::focus_golden::{golden, Golden, Run};
 use common::{fixture_dir, load, max_abs_diff};
-use focusllm::focus::{self, DecodeMode, FocusConfig, Prefix};
-use focusllm::{Backend, Control, LogitsFor, SeqInput};
+use focusllm::focus::{DecodeMode, FocusConfig, Prefix};
+use focusllm::{prefill, Backend, Control, LogitsFor, SeqInput};
 
 const TOL: f32 = 1e-4;
 
@@ -56,14 +56,14 @@ fn below_threshold_is_the_plain_forward() {
         FocusConfig { threshold: Some(41), ..g.config.clone() },
         FocusConfig { local_window: 40, threshold: Some(10), ..g.config.clone() },
     ] {
-        let (_, logits) = focus::prefill(p.model(), ids, &config, Control::default()).unwrap();
+        let (_, logits) = prefill(p.model(), ids, Some(&config), Control::default()).unwrap();
         let mut cache = p.model().new_cache();
         let plain = p.model().forward_one(ids, &mut cache, LogitsFor::Last).unwrap();
         assert_eq!(logits, plain.data);
     }
     // At the threshold FocusLLM takes over and the result differs.
     let config = FocusConfig { threshold: Some(40), ..g.config.clone() };
-    let (_, logits) = focus::prefill(p.model(), ids, &config, Control::default()).unwrap();
+    let (_, logits) = prefill(p.model(), ids, Some(&config), Control::default()).unwrap();
     let mut cache = p.model().new_cache();
     let plain = p.model().forward_one(ids, &mut cache, LogitsFor::Last).unwrap();
     assert!(max_abs_diff(&logits, &plain.data) > 1e-3);
@@ -113,14 +113,14 @@ fn config_validation_and_cancellation() {
         FocusConfig { candidates_per_chunk: 2, ..FocusConfig::default() },
     ];
     for config in bad {
-        assert!(matches!(focus::prefill(p.model(), &g.ids, &config, Control::default()), Err(focusllm::Error::InvalidOption { .. })), "{config:?}");
+        assert!(matches!(prefill(p.model(), &g.ids, Some(&config), Control::default()), Err(focusllm::Error::InvalidOption { .. })), "{config:?}");
     }
     let cancel = focusllm::CancelToken::new();
     cancel.cancel();
     let control = Control { cancel: Some(cancel), progress: None };
-    assert!(matches!(focus::prefill(p.model(), &g.ids, &g.config, control), Err(focusllm::Error::Cancelled)));
+    assert!(matches!(prefill(p.model(), &g.ids, Some(&g.config), control), Err(focusllm::Error::Cancelled)));
     let oov = [g.ids.clone(), vec![100_000]].concat();
-    assert!(matches!(focus::prefill(p.model(), &oov, &g.config, Control::default()), Err(focusllm::Error::TokenOutOfRange { .. })));
+    assert!(matches!(prefill(p.model(), &oov, Some(&g.config), Control::default()), Err(focusllm::Error::TokenOutOfRange { .. })));
     assert_eq!(Prefix::default(), Prefix::Auto);
 }
 
@@ -132,7 +132,7 @@ fn progress_reports_every_chunk_batch() {
     let sink = seen.clone();
     let control = Control { cancel: None, progress: Some(focusllm::ProgressCallback::new(move |pr| sink.lock().unwrap().push(pr))) };
     let config = FocusConfig { chunk_batch: 4, ..g.config.clone() };
-    focus::prefill(p.model(), &g.ids, &config, control).unwrap();
+    prefill(p.model(), &g.ids, Some(&config), control).unwrap();
     let seen = seen.lock().unwrap();
     // 10 chunks in batches of 4 -> 3 reports, then the local forward: total 11 steps.
     let done: Vec<usize> = seen.iter().map(|p| match p { focusllm::Progress::Prefill { done, total: 11 } => *done, other => panic!("{other:?}") }).collect();
@@ -189,8 +189,8 @@ fn low_rank_adapter_matches_reference() {
     }
     // And it is not the copied projections' result.
     let copied = tiny_model(false);
-    let (_, with) = focus::prefill(p.model(), &g.ids, &g.config, Control::default()).unwrap();
-    let (_, without) = focus::prefill(copied.model(), &g.ids, &g.config, Control::default()).unwrap();
+    let (_, with) = prefill(p.model(), &g.ids, Some(&g.config), Control::default()).unwrap();
+    let (_, without) = prefill(copied.model(), &g.ids, Some(&g.config), Control::default()).unwrap();
     assert!(max_abs_diff(&with, &without) > 1e-2);
 }
 
@@ -257,7 +257,7 @@ fn sharing_identical_chunks_is_exact() {
                     }
                 })),
             };
-            let (mut decoder, logits) = focus::prefill(p.model(), &ids, &config, control).unwrap();
+            let (mut decoder, logits) = prefill(p.model(), &ids, Some(&config), control).unwrap();
             let mut all = vec![logits];
             for t in [5u32, 9, 13] {
                 all.push(decoder.step(t).unwrap());

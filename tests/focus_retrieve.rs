@@ -11,7 +11,7 @@ mod common;
 use common::focus_golden::golden;
 use common::{default_model, load};
 use focusllm::focus::{self, DecodeMode, FocusConfig};
-use focusllm::{Backend, Control, LogitsFor, Model};
+use focusllm::{prefill, Backend, Control, LogitsFor, Model};
 
 /// `log softmax(row)[target]` in f64, written out here rather than taken from the engine.
 fn log_prob(row: &[f32], target: u32) -> f64 {
@@ -63,7 +63,7 @@ fn scores_selection_and_read_match_a_direct_computation() {
 
     // The read is plain attention over the chosen chunks and the local context, and so is decoding.
     let read: Vec<u32> = chosen.iter().flat_map(|&c| chunks[c].iter().copied()).chain(ids[plan.local.clone()].iter().copied()).collect();
-    let (mut decoder, mut logits) = focus::prefill(m, ids, &config, Control::default()).unwrap();
+    let (mut decoder, mut logits) = prefill(m, ids, Some(&config), Control::default()).unwrap();
     let mut cache = m.new_cache();
     let mut expected = m.forward_one(&read, &mut cache, LogitsFor::Last).unwrap().data;
     for step in 0..4 {
@@ -76,7 +76,7 @@ fn scores_selection_and_read_match_a_direct_computation() {
 
     // A budget that holds the whole input reads it whole: plain attention.
     let roomy = FocusConfig { read_budget: Some(ids.len()), ..config.clone() };
-    let (_, logits) = focus::prefill(m, ids, &roomy, Control::default()).unwrap();
+    let (_, logits) = prefill(m, ids, Some(&roomy), Control::default()).unwrap();
     let mut cache = m.new_cache();
     assert_eq!(logits, m.forward_one(ids, &mut cache, LogitsFor::Last).unwrap().data);
 }

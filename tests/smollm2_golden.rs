@@ -17,7 +17,7 @@ mod common;
 
 use common::{default_model, max_abs_diff};
 use focusllm::gguf::{ChatMessage, GgufFile};
-use focusllm::{Decoder, PlainDecoder, Pipeline};
+use focusllm::{prefill, Control, Pipeline};
 
 const LOGIT_TOL: f32 = 5e-4;
 
@@ -87,7 +87,7 @@ fn logits_and_greedy_tokens_match_transformers() {
     assert_eq!(model.config().vocab_size, 49152);
     for case in golden() {
         let start = std::time::Instant::now();
-        let (mut decoder, logits) = PlainDecoder::prefill(model, &case.ids).unwrap();
+        let (mut decoder, logits) = prefill(model, &case.ids, None, Control::default()).unwrap();
         let diff = max_abs_diff(&logits, &case.logits);
         let scale = case.logits.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         eprintln!("{}: {} tokens, max |logit diff| {diff:.3e} (max |logit| {scale:.1})", case.name, case.ids.len());
@@ -108,7 +108,7 @@ fn logits_and_greedy_tokens_match_transformers() {
         // product then has a single activation row, which the CPU backend computes on the quantised
         // blocks directly (the prefill above dequantises them for the dense kernel).
         let (n, ids) = (case.ids.len(), &case.ids);
-        let (mut decoder, _) = PlainDecoder::prefill(model, &ids[..n - 1]).unwrap();
+        let (mut decoder, _) = prefill(model, &ids[..n - 1], None, Control::default()).unwrap();
         let stepped = decoder.step(ids[n - 1]).unwrap();
         let diff = max_abs_diff(&stepped, &case.logits);
         eprintln!("{}: last token as a decoding step, max |logit diff| {diff:.3e}", case.name);

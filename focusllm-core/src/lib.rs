@@ -5,6 +5,8 @@
 pub mod backend;
 pub mod chat_template;
 pub mod config;
+pub mod control;
+pub mod decode;
 pub mod error;
 pub mod focus;
 pub mod generation;
@@ -21,10 +23,9 @@ pub use chat_template::{ChatMessage, ChatTemplate};
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use focus::{CandidateOrder, DecodeMode, FocusConfig, Prefix};
-pub use generation::{
-    CancelToken, Control, Decoder, FinishReason, GenerateOptions, GeneratedToken, PlainDecoder, Progress, ProgressCallback,
-    TokenStream,
-};
+pub use control::{CancelToken, Control, Progress, ProgressCallback};
+pub use decode::Decoder;
+pub use generation::{prefill, FinishReason, GenerateOptions, GeneratedToken, TokenStream};
 pub use model::{KvCache, Logits, LogitsFor, Model, SeqInput};
 pub use pipeline::{LanguageModel, Pipeline};
 pub use sampling::{Sampler, Sampling};

@@ -6,7 +6,7 @@ use crate::backend::Backend;
 use crate::config::ModelConfig;
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
-use crate::generation::{Decoder, GenerateOptions, PlainDecoder, TokenStream};
+use crate::generation::{prefill, GenerateOptions, TokenStream};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use crate::weights::SafetensorsWeights;
@@ -158,13 +158,7 @@ where
 
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>> {
         options.sampling.validate()?;
-        let (decoder, logits): (Box<dyn Decoder + Send + '_>, Vec<f32>) = match &options.focus {
-            Some(focus) => crate::focus::prefill(&self.model, prompt, focus, options.control())?,
-            None => {
-                let (decoder, logits) = PlainDecoder::prefill_with(&self.model, prompt, &options.control())?;
-                (Box::new(decoder), logits)
-            }
-        };
+        let (decoder, logits) = prefill(&self.model, prompt, options.focus.as_ref(), options.control())?;
         let eos = &self.model.config().eos_token_ids;
         TokenStream::new(decoder, logits, prompt, eos, Some(&self.tokenizer), options.clone())
     }

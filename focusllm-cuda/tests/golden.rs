@@ -11,8 +11,9 @@
 mod support;
 
 use focusllm_core::focus::{self, DecodeMode, FocusConfig};
-use focusllm_core::generation::{CancelToken, Control};
-use focusllm_core::{Backend, Error, GenerateOptions, KvCache, LanguageModel, LogitsFor, Pipeline, SeqInput};
+use focusllm_core::{
+    prefill, Backend, CancelToken, Control, Error, GenerateOptions, KvCache, LanguageModel, LogitsFor, Pipeline, SeqInput,
+};
 use focusllm_testdata::focus_golden::{self, check_run, load_tiny_adapter, load_tiny_lora};
 use focusllm_testdata::golden::golden;
 use focusllm_testdata::{fixture_dir, max_abs_diff, FIXTURES};
@@ -124,7 +125,7 @@ fn with_candidates<B: Backend>(name: &str, p: Pipeline<B>) -> Pipeline<B> {
 
 /// FocusLLM prefill and `steps` greedy decode steps; returns every step's logits.
 fn focus_run<B: Backend>(p: &Pipeline<B>, tokens: &[u32], config: &FocusConfig, steps: usize) -> Vec<Vec<f32>> {
-    let (mut decoder, logits) = focus::prefill(p.model(), tokens, config, Control::default()).unwrap();
+    let (mut decoder, logits) = prefill(p.model(), tokens, Some(config), Control::default()).unwrap();
     let mut out = vec![logits];
     for _ in 0..steps {
         let last = out.last().unwrap();
@@ -205,7 +206,7 @@ fn an_input_whose_chunk_caches_cannot_fit_is_a_typed_error() {
     // its first batch (an `Error::Cancelled`) instead of running for hours.
     let cancel = CancelToken::new();
     cancel.cancel();
-    let result = focus::prefill(p.model(), &tokens, &config, Control { cancel: Some(cancel), progress: None });
+    let result = prefill(p.model(), &tokens, Some(&config), Control { cancel: Some(cancel), progress: None });
     match result {
         Err(Error::OutOfMemory { what, needed, available }) => {
             assert!(needed > available && available <= free as u64, "needed {needed}, available {available}, free {free}");

@@ -16,9 +16,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use focusllm_core::focus::{self, DecodeMode, FocusConfig};
-use focusllm_core::generation::Control;
-use focusllm_core::{Backend, Pipeline};
+use focusllm_core::{prefill, Backend, Control, DecodeMode, FocusConfig, Pipeline};
 use focusllm_cpu::{CpuBackend, CpuOptions};
 use support::{cuda, cuda_required, max_abs_diff};
 
@@ -52,7 +50,7 @@ fn margin(v: &[f32]) -> f32 {
 /// every step's logits, the tokens fed and the prefill's seconds.
 fn run<B: Backend>(p: &Pipeline<B>, ids: &[u32], config: &FocusConfig, steps: usize, forced: &[u32]) -> (Vec<Vec<f32>>, Vec<u32>, f64) {
     let start = Instant::now();
-    let (mut decoder, logits) = focus::prefill(p.model(), ids, config, Control::default()).unwrap();
+    let (mut decoder, logits) = prefill(p.model(), ids, Some(config), Control::default()).unwrap();
     let prefill_s = start.elapsed().as_secs_f64();
     let (mut out, mut fed) = (vec![logits], Vec::new());
     for i in 0..steps {

@@ -2,7 +2,8 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::generation::{Control, Decoder};
+use crate::control::{Control, Progress};
+use crate::decode::Decoder;
 use crate::model::{KvCache, LogitsFor, Model, SeqInput};
 
 use super::config::{CandidateOrder, DecodeMode, FocusConfig};
@@ -148,7 +149,7 @@ enum State<B: Backend> {
 }
 
 /// Generation after a FocusLLM prefill, in the configured [`DecodeMode`].
-pub struct FocusDecoder<'a, B: Backend> {
+pub(crate) struct FocusDecoder<'a, B: Backend> {
     model: &'a Model<B>,
     config: FocusConfig,
     prefix_len: usize,
@@ -212,12 +213,12 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
                 return Err(Error::InvalidOption {
                     name: "decode",
                     value: mode.name().to_string(),
-                    reason: "reading by retrieval decodes plainly; start it with focus::prefill",
+                    reason: "reading by retrieval decodes plainly; start it with prefill",
                 })
             }
         };
         let total = spec.chunks.len() + 1;
-        control.report(crate::generation::Progress::Prefill { done: total, total });
+        control.report(Progress::Prefill { done: total, total });
         let prev = *tokens.last().expect("a planned input is not empty");
         Ok((FocusDecoder { model, config: config.clone(), prefix_len, control, prev, state }, logits))
     }

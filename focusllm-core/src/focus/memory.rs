@@ -3,7 +3,7 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::generation::{Control, Progress};
+use crate::control::{Control, Progress};
 use crate::model::{KvCache, LogitsFor, Model, SeqInput};
 
 /// What condensing keeps of the chunks.

@@ -4,7 +4,8 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::generation::{Control, PlainDecoder, Progress};
+use crate::control::{Control, Progress};
+use crate::decode::PlainDecoder;
 use crate::model::{LogitsFor, Model, SeqInput};
 
 use super::config::{FocusConfig, ANSWER_ROOM};
@@ -120,7 +121,7 @@ pub(crate) fn prefill<'a, B: Backend>(
     let budget = config.read_budget.unwrap_or_else(|| model.config().max_position_embeddings.saturating_sub(ANSWER_ROOM));
     if tokens.len() <= budget {
         // Everything fits: the read is the whole input, and scoring would choose nothing away.
-        return PlainDecoder::prefill_with(model, tokens, control);
+        return PlainDecoder::prefill(model, tokens, control);
     }
     let all: Vec<&[u32]> = plan.chunks.iter().map(|r| &tokens[r.clone()]).collect();
     let (distinct, of) = distinct_chunks(&all, config.share_identical_chunks);
@@ -139,7 +140,7 @@ pub(crate) fn prefill<'a, B: Backend>(
     if control.cancelled() {
         return Err(Error::Cancelled);
     }
-    let (decoder, logits) = PlainDecoder::prefill_with(model, &read, &Control { cancel: control.cancel.clone(), progress: None })?;
+    let (decoder, logits) = PlainDecoder::prefill(model, &read, &Control { cancel: control.cancel.clone(), progress: None })?;
     let total = plan.chunks.len() + 1;
     control.report(Progress::Prefill { done: total, total });
     Ok((decoder, logits))

@@ -12,8 +12,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::{fixture_dir, golden, load, max_abs_diff};
-use focusllm::gguf::{ChatMessage, GgufFile};
-use focusllm::{LogitsFor, Pipeline, WeightSource};
+use focusllm::gguf::GgufFile;
+use focusllm::{ChatMessage, LogitsFor, Pipeline, WeightSource};
 
 fn gguf_fixture(name: &str) -> PathBuf {
     fixture_dir("gguf").join(name)

@@ -16,8 +16,8 @@
 mod common;
 
 use common::{default_model, max_abs_diff};
-use focusllm::gguf::{ChatMessage, GgufFile};
-use focusllm::{prefill, Control, Pipeline};
+use focusllm::gguf::GgufFile;
+use focusllm::{prefill, ChatMessage, Control, Pipeline};
 
 const LOGIT_TOL: f32 = 5e-4;
 

@@ -57,7 +57,7 @@ pub fn grown_capacity(rows: usize, needed: usize) -> usize {
 
 /// A compute device that can run a LLaMA-family transformer.
 ///
-/// Every operation is stated in the transformer's terms; the model in [`crate::model`] is written
+/// Every operation is stated in the transformer's terms; the model ([`crate::Model`]) is written
 /// once over them. Implementations must be deterministic for the same inputs.
 pub trait Backend: Send + Sync + 'static {
     /// A 2-D f32 activation tensor `[rows, cols]` resident on the device. Clones behave as

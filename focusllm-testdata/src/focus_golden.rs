@@ -1,9 +1,7 @@
 //! Golden files of the FocusLLM reference (`scripts/focus_reference.py`, in `tests/fixtures/focus`):
 //! per run, the logits after prefill and after each greedy token, and the tokens.
 
-use focusllm_core::focus::{CandidateOrder, DecodeMode, FocusConfig};
-use focusllm_core::sampling::argmax;
-use focusllm_core::{prefill, Backend, Control, Model, Pipeline, SafetensorsWeights};
+use focusllm_core::{argmax, prefill, Backend, CandidateOrder, Control, DecodeMode, FocusConfig, Model, Pipeline, SafetensorsWeights};
 
 use crate::golden::ids;
 use crate::{fixture_dir, max_abs_diff};

@@ -18,10 +18,10 @@
 //! interleaved for GPT-J-style RoPE; this crate's model (like transformers) rotates the two halves
 //! of a head, so those tensors are permuted back on load.
 
-pub mod config;
+mod config;
 pub mod names;
-pub mod reader;
-pub mod tokenizer;
+mod reader;
+mod tokenizer;
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::quant::DType;
 use crate::weights::{HostTensor, WeightSource};
 
-pub use crate::chat_template::{ChatMessage, ChatTemplate};
+use crate::chat_template::ChatTemplate;
 pub use reader::{GgmlType, GgufHeader, MetaValue, TensorInfo};
 
 /// The bytes of a GGUF file: a read-only memory map, or a buffer held in memory.

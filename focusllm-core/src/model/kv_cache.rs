@@ -52,7 +52,7 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Builds a cache from per-layer keys/values holding `len` tokens each (e.g. FocusLLM candidates).
-    pub fn from_layers(layers: Vec<LayerKv<B>>, len: usize) -> Self {
+    pub(crate) fn from_layers(layers: Vec<LayerKv<B>>, len: usize) -> Self {
         KvCache { layers: layers.into_iter().map(Some).collect(), len }
     }
 }
@@ -92,7 +92,7 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Concatenates caches along the sequence (e.g. the candidates of every chunk).
-    pub fn concat(backend: &B, parts: &[&KvCache<B>]) -> Result<KvCache<B>> {
+    pub(crate) fn concat(backend: &B, parts: &[&KvCache<B>]) -> Result<KvCache<B>> {
         let Some(first) = parts.first() else { return Err(cache_error("concatenating no caches".into())) };
         let layers = first.layers.len();
         let filled: Vec<Vec<&LayerKv<B>>> = parts.iter().map(|c| c.filled_layers()).collect::<Result<_>>()?;
@@ -109,7 +109,7 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Appends the tokens of `other` after this cache's.
-    pub fn extend(&mut self, backend: &B, other: &KvCache<B>) -> Result<()> {
+    pub(crate) fn extend(&mut self, backend: &B, other: &KvCache<B>) -> Result<()> {
         if self.len == 0 {
             *self = other.clone();
             return Ok(());
@@ -129,7 +129,7 @@ impl<B: Backend> KvCache<B> {
 
     /// Overwrites tokens `start..start + other.len()` with those of `other` (FocusLLM's cached-local
     /// decoding refreshes the candidates at the front of the local cache this way).
-    pub fn overwrite(&mut self, backend: &B, start: usize, other: &KvCache<B>) -> Result<()> {
+    pub(crate) fn overwrite(&mut self, backend: &B, start: usize, other: &KvCache<B>) -> Result<()> {
         if start + other.len > self.len {
             return Err(cache_error(format!("overwrite {}..{} of {} tokens", start, start + other.len, self.len)));
         }

@@ -15,7 +15,7 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
 /// A projection `x @ W^T + b` resident on the backend.
-pub struct Linear<B: Backend> {
+pub(crate) struct Linear<B: Backend> {
     /// `[out, in]` weight.
     pub weight: B::Weight,
     /// Optional `[out]` bias.
@@ -29,7 +29,7 @@ impl<B: Backend> Linear<B> {
 }
 
 /// The attention projections of one layer.
-pub struct Attention<B: Backend> {
+pub(crate) struct Attention<B: Backend> {
     /// Query projection.
     pub q: Linear<B>,
     /// Key projection.
@@ -41,7 +41,7 @@ pub struct Attention<B: Backend> {
 }
 
 /// The SwiGLU MLP of one layer.
-pub struct Mlp<B: Backend> {
+pub(crate) struct Mlp<B: Backend> {
     /// Gate projection (through SiLU).
     pub gate: Linear<B>,
     /// Up projection.
@@ -51,7 +51,7 @@ pub struct Mlp<B: Backend> {
 }
 
 /// One candidate projection: a matrix of its own, or the ordinary projection plus a low-rank delta.
-pub enum CandidateLinear<B: Backend> {
+pub(crate) enum CandidateLinear<B: Backend> {
     /// A full `beacon_*_proj.weight` (and bias), as a trained FocusLLM checkpoint ships it.
     Full(Linear<B>),
     /// The ordinary projection plus `lora_b · lora_a`, as the project's trainer exports it; applied
@@ -66,7 +66,7 @@ pub enum CandidateLinear<B: Backend> {
 
 /// FocusLLM's candidate projections of one layer; `None` means "same as the ordinary one"
 /// (training-free mode, with no memory duplicated).
-pub struct CandidateProjections<B: Backend> {
+pub(crate) struct CandidateProjections<B: Backend> {
     /// `beacon_q_proj`.
     pub q: Option<CandidateLinear<B>>,
     /// `beacon_k_proj`.
@@ -88,7 +88,7 @@ impl<B: Backend> Default for CandidateProjections<B> {
 }
 
 /// One decoder layer.
-pub struct Layer<B: Backend> {
+pub(crate) struct Layer<B: Backend> {
     /// RMSNorm before attention.
     pub input_norm: B::Weight,
     /// RMSNorm before the MLP.
@@ -190,11 +190,6 @@ impl<B: Backend> Model<B> {
     /// The backend the model runs on.
     pub fn backend(&self) -> &B {
         &self.backend
-    }
-
-    /// The decoder layers.
-    pub fn layers(&self) -> &[Layer<B>] {
-        &self.layers
     }
 
     /// An empty cache sized for this model.

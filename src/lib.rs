@@ -100,8 +100,8 @@ impl std::fmt::Debug for Llm {
 }
 
 impl Llm {
-    /// Loads a Hugging Face model directory (`config.json`, safetensors weights, `tokenizer.json`)
-    /// onto `device`.
+    /// Loads a GGUF file or a Hugging Face model directory (`config.json`, safetensors weights,
+    /// `tokenizer.json`) onto `device`.
     pub fn load(dir: impl AsRef<Path>, device: Device) -> Result<Self> {
         let dir = dir.as_ref();
         let inner: Box<dyn LanguageModel> = match device {
@@ -122,8 +122,9 @@ impl Llm {
     }
 
     /// Loads FocusLLM candidate projections (`beacon_{q,k,v,o}_proj`, optionally
-    /// `mlp.beacon_{up,down}_proj`) from an adapter safetensors file; the rest stay copies of the
-    /// ordinary projections. Returns how many projection matrices were loaded.
+    /// `mlp.beacon_{up,down}_proj`) from an adapter safetensors file, each in full or as a
+    /// low-rank delta; the rest stay copies of the ordinary projections. Returns how many
+    /// projections were loaded.
     pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<usize> {
         self.inner.load_adapter(path.as_ref())
     }

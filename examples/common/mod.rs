@@ -18,8 +18,7 @@ pub fn shipped_adapter_sizes() -> FocusConfig {
 /// The sizes reading by retrieval (`DecodeMode::Retrieve`) starts from: chunks of 512 tokens,
 /// scored by the last 32 tokens of the prompt (the question and the assistant's header), a local
 /// window of 512 tokens, and a read of 2048 tokens (the first chunk, the two best, the local
-/// context). The budget was chosen on the evaluation suite's dev split (docs/evaluation.md): the
-/// default model reads 2K tokens of prose far better than 8K.
+/// context). The budget was chosen on the evaluation suite's dev split (docs/evaluation.md).
 pub fn retrieve_sizes() -> FocusConfig {
     FocusConfig {
         local_window: 512,
@@ -32,9 +31,7 @@ pub fn retrieve_sizes() -> FocusConfig {
 }
 
 /// Where `ask` switches from plain attention to FocusLLM on the default model: the crossover
-/// measured on the evaluation suite (docs/evaluation.md). At 4K tokens plain attention and the
-/// adapter read about as well; at 8K, inside the model's 8192-token window, both the adapter and
-/// reading by retrieval read far better than plain attention.
+/// measured on the evaluation suite (docs/evaluation.md).
 pub const DEFAULT_MODEL_SWITCH: usize = 4096;
 
 /// Command-line flags: `--name value` pairs, `--switch` booleans and positional arguments.

@@ -49,8 +49,8 @@ pub struct GenerateOptions {
     pub cancel: Option<CancelToken>,
     /// Receives prefill and generation progress.
     pub progress: Option<ProgressCallback>,
-    /// Read long inputs with FocusLLM: inputs at or over its threshold are condensed, shorter ones
-    /// run plain attention. `None` (the default) always runs plain attention.
+    /// Read long inputs with FocusLLM: inputs at or over its threshold (and longer than the local
+    /// window) are read in its decode mode, shorter ones with plain attention. `None` (the default) always runs plain attention.
     pub focus: Option<FocusConfig>,
 }
 

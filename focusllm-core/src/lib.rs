@@ -1,5 +1,5 @@
 //! Backend-agnostic core of focusllm: configuration, checkpoint loading, tokenizer, the [`Backend`]
-//! trait, the LLaMA-family model written once over it, sampling and streaming generation.
+//! trait, the model written once over it, the FocusLLM engine, sampling and streaming generation.
 //!
 //! Everything an application or a backend needs is at the crate root. Three modules stay
 //! namespaces of their own: [`focus`], the FocusLLM engine's configuration and its planning and

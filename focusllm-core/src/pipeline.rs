@@ -1,4 +1,5 @@
-//! `Pipeline`: a model and its tokenizer loaded from a model directory, ready to generate text.
+//! `Pipeline`: a model, its tokenizer and chat template loaded from a GGUF file or a Hugging Face
+//! directory, ready to generate text.
 
 use std::path::Path;
 
@@ -60,8 +61,9 @@ impl<B: Backend> Pipeline<B> {
         Ok(Pipeline { model, tokenizer, chat_template })
     }
 
-    /// Loads a GGUF file onto `backend`: configuration and tokenizer from its metadata, tensors
-    /// dequantised to f32 (see [`crate::gguf`]).
+    /// Loads a GGUF file onto `backend`: configuration, tokenizer and chat template from its
+    /// metadata, tensors in the file's own format (quantised blocks stay blocks where the backend
+    /// keeps them; see [`crate::gguf`]).
     pub fn load_gguf(path: impl AsRef<Path>, backend: B) -> Result<Self> {
         let file = crate::gguf::GgufFile::open(path)?;
         let config = file.config()?;
@@ -76,8 +78,8 @@ impl<B: Backend> Pipeline<B> {
         Pipeline { model, tokenizer, chat_template }
     }
 
-    /// Loads FocusLLM candidate projections (`beacon_*_proj` tensors) from a separate adapter
-    /// safetensors file; returns how many projection matrices it held.
+    /// Loads FocusLLM candidate projections (`beacon_*_proj`, in full or as `lora_a`/`lora_b`)
+    /// from a separate adapter safetensors file; returns how many projections it held.
     pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<usize> {
         let path = path.as_ref();
         let adapter = SafetensorsWeights::from_files(path, &[path.to_path_buf()])?;

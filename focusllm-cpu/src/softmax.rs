@@ -1,6 +1,6 @@
 //! Softmax of one row of attention scores, vectorised.
 //!
-//! With libm's scalar `expf` the softmax took 13% of a 2048-token prefill; this `exp` is plain
+//! libm's scalar `expf` would be a large share of a long prefill; this `exp` is plain
 //! arithmetic (range reduction, a degree-7 polynomial, the exponent put in by bits) that the
 //! compiler vectorises, built once for the baseline and once for AVX2+FMA (with fused
 //! multiply-adds there), chosen at run time like the product kernels ([`Kernel::detect`]).

@@ -32,8 +32,8 @@ pub enum DecodeMode {
 }
 
 impl DecodeMode {
-    /// Parses the names used on command lines: `exact`, `cached-local` (or `cached`), `frozen`,
-    /// `min-entropy` (or `entropy`).
+    /// Parses the names used on command lines: `exact`, `cached-local` (or `cached`), `frozen`
+    /// (or `frozen-memory`), `min-entropy` (or `entropy`), `retrieve`.
     pub fn parse(text: &str) -> Result<Self> {
         match text {
             "exact" => Ok(DecodeMode::Exact),

@@ -1,4 +1,5 @@
-//! The FocusLLM prefill's local forward and the four decode modes, each a [`Decoder`].
+//! The FocusLLM prefill's local forward and [`FocusDecoder`], the [`Decoder`] of every mode but
+//! `Retrieve` (which decodes plainly).
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};

@@ -122,7 +122,7 @@ pub struct SeqInput<'a, B: Backend> {
     /// The sequence's cache: read as the past, and the new tokens' keys/values appended to it.
     pub cache: &'a mut KvCache<B>,
     /// How many of the trailing new tokens are candidate tokens (use the candidate projections);
-    /// FocusLLM uses 1, ordinary forwards 0.
+    /// FocusLLM chunk forwards use one or more, ordinary forwards 0.
     pub candidates: usize,
     /// Which positions' logits to return.
     pub logits: LogitsFor,

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{chat_prompt, fail, retrieve_sizes, shipped_adapter_sizes, Args, SHIPPED_ADAPTER, DEFAULT_MODEL_SWITCH};
+use common::{chat_prompt, fail, retrieve_sizes, shipped_adapter_sizes, Args, DEFAULT_MODEL_SWITCH, SHIPPED_ADAPTER};
 use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Progress, ProgressCallback};
 
 const USAGE: &str = "usage: ask [--model PATH] [--adapter FILE | --no-adapter] [--device cpu|wgpu|cuda] [--threads N] [--mode exact|cached-local|frozen|min-entropy|retrieve]
@@ -51,7 +51,8 @@ fn main() {
     };
     let ids = llm.tokenizer().encode(&text).unwrap_or_else(|e| fail("", &e.to_string()));
     let default_mode = if adapter.is_some() { "cached-local" } else { "retrieve" };
-    let mode = DecodeMode::parse(args.get("mode").unwrap_or(default_mode)).unwrap_or_else(|e| fail(USAGE, &e.to_string()));
+    let mode =
+        DecodeMode::parse(args.get("mode").unwrap_or(default_mode)).unwrap_or_else(|e| fail(USAGE, &e.to_string()));
     let focus_defaults = match (mode, &adapter) {
         (DecodeMode::Retrieve, _) => retrieve_sizes(),
         (_, Some(_)) => shipped_adapter_sizes(),
@@ -68,8 +69,14 @@ fn main() {
     });
     match &focus {
         Some(f) if ids.len() >= f.threshold() => {
-            eprintln!("{} tokens: reading with FocusLLM ({} decoding, {} memory chunks of {}, local window {})", ids.len(), mode.name(),
-                (ids.len() - f.local_window).div_ceil(f.chunk_size), f.chunk_size, f.local_window);
+            eprintln!(
+                "{} tokens: reading with FocusLLM ({} decoding, {} memory chunks of {}, local window {})",
+                ids.len(),
+                mode.name(),
+                (ids.len() - f.local_window).div_ceil(f.chunk_size),
+                f.chunk_size,
+                f.local_window
+            );
         }
         None if ids.len() > window => {
             fail("", &format!("the prompt has {} tokens, more than the model's window of {window}; drop --plain to read it with FocusLLM", ids.len()));
@@ -81,7 +88,12 @@ fn main() {
         Progress::Prefill { done, total } => eprint!("\rprefill {done}/{total}"),
         Progress::Generated { .. } => {}
     });
-    let options = GenerateOptions { max_tokens: args.num("max-tokens", 256), focus, progress: Some(progress), ..Default::default() };
+    let options = GenerateOptions {
+        max_tokens: args.num("max-tokens", 256),
+        focus,
+        progress: Some(progress),
+        ..Default::default()
+    };
     let start = Instant::now();
     let mut stream = llm.generate_ids(&ids, &options).unwrap_or_else(|e| fail("", &e.to_string()));
     let mut first: Option<Instant> = None;
@@ -101,6 +113,10 @@ fn main() {
     println!();
     if let Some(t) = first {
         let secs = t.elapsed().as_secs_f64();
-        eprintln!("{n} tokens, {:.2} tokens/s after the first ({:?})", (n.saturating_sub(1)) as f64 / secs.max(1e-9), stream.finish_reason());
+        eprintln!(
+            "{n} tokens, {:.2} tokens/s after the first ({:?})",
+            (n.saturating_sub(1)) as f64 / secs.max(1e-9),
+            stream.finish_reason()
+        );
     }
 }

@@ -72,10 +72,16 @@ fn main() {
     // `--prefill none` and `--decode 0` leave those rows out (for FocusLLM-only runs).
     let prefill: Vec<usize> =
         args.list("prefill", "512,2048,8192").iter().filter(|s| *s != "none").map(|s| parse_len(s)).collect();
-    let threads: Vec<usize> = args.list("threads", "1,2").iter().map(|s| s.parse().unwrap_or_else(|_| fail(USAGE, "bad --threads"))).collect();
+    let threads: Vec<usize> = args
+        .list("threads", "1,2")
+        .iter()
+        .map(|s| s.parse().unwrap_or_else(|_| fail(USAGE, "bad --threads")))
+        .collect();
     let base_device = Device::parse(args.get("device").unwrap_or("cpu")).unwrap_or_else(|e| fail("", &e.to_string()));
     let devices: Vec<(String, Device)> = match base_device {
-        Device::Cpu { .. } => threads.iter().map(|&t| (format!("cpu x{t}"), Device::Cpu { threads: Some(t) })).collect(),
+        Device::Cpu { .. } => {
+            threads.iter().map(|&t| (format!("cpu x{t}"), Device::Cpu { threads: Some(t) })).collect()
+        }
         other => vec![(format!("{other:?}"), other)],
     };
 
@@ -94,7 +100,11 @@ fn main() {
         }
         if decode_n > 0 {
             let tps = median((0..runs).map(|_| time_decode(&llm, decode_n)).collect());
-            println!("| {name} | decode | {decode_n} | {:.3} | {tps:.2} | {:.0} |", decode_n as f64 / tps, peak_rss_mib());
+            println!(
+                "| {name} | decode | {decode_n} | {:.3} | {tps:.2} | {:.0} |",
+                decode_n as f64 / tps,
+                peak_rss_mib()
+            );
         }
 
         for len in args.list("focus-lengths", "").iter().map(|s| parse_len(s)) {
@@ -103,7 +113,12 @@ fn main() {
                 reset_peak_rss();
                 let ids = tokens(&llm, len);
                 let secs = time_prefill(&llm, &ids, Some(args.focus(mode, 0)));
-                println!("| {name} | focus-{} prefill | {len} | {secs:.1} | {:.1} | {:.0} |", mode.name(), len as f64 / secs, peak_rss_mib());
+                println!(
+                    "| {name} | focus-{} prefill | {len} | {secs:.1} | {:.1} | {:.0} |",
+                    mode.name(),
+                    len as f64 / secs,
+                    peak_rss_mib()
+                );
             }
         }
     }

@@ -56,7 +56,8 @@ const ROOM: usize = 256;
 /// model's tokens, with each needle put between paragraphs at its depth.
 fn document(llm: &Llm, sample: &Value) -> String {
     let budget = (sample["length"].as_u64().unwrap_or(0) as usize).saturating_sub(ROOM);
-    let count = |s: &str| llm.tokenizer().encode_with(s, false).map(|t| t.len()).unwrap_or_else(|e| fail("", &e.to_string()));
+    let count =
+        |s: &str| llm.tokenizer().encode_with(s, false).map(|t| t.len()).unwrap_or_else(|e| fail("", &e.to_string()));
     let needles: Vec<(f64, &str)> = sample["needles"]
         .as_array()
         .into_iter()
@@ -105,7 +106,8 @@ fn run(llm: &Llm, sample: &Value, mode: &str, focus: Option<FocusConfig>, max_to
     }
     let total = start.elapsed().as_secs_f64();
     let prefill = prefill.unwrap_or(total);
-    let answers: Vec<String> = sample["answers"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
+    let answers: Vec<String> =
+        sample["answers"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(String::from)).collect();
     json!({
         "key": key(sample, mode), "task": sample["task"], "split": sample["split"], "length": sample["length"],
         "seed": sample["seed"], "mode": mode, "tokens": ids.len(), "score": score(&answer, &answers), "answer": answer,
@@ -160,7 +162,8 @@ fn report(results: &[Value], modes: &[String]) {
 fn main() {
     let args = Args::parse(USAGE, &["report", "verbose"]);
     let Some(suite) = args.get("suite") else { fail(USAGE, "--suite is required (scripts/make_eval.py writes it)") };
-    let parsed: Vec<Mode> = args.list("modes", "plain,adapter-cached,focus-retrieve").iter().map(|m| Mode::parse(USAGE, m)).collect();
+    let parsed: Vec<Mode> =
+        args.list("modes", "plain,adapter-cached,focus-retrieve").iter().map(|m| Mode::parse(USAGE, m)).collect();
     // Retrieval is named with its read budget: each budget is a mode of its own in the tables.
     let budget = args.num("read-budget", retrieve_sizes().read_budget.unwrap_or(2048));
     let label = |m: Mode| match m {
@@ -181,7 +184,8 @@ fn main() {
         report(&results, &modes);
         return;
     }
-    let lengths: Vec<usize> = args.list("lengths", "4k,8k,16k,32k,64k,128k").iter().map(|s| parse_len(USAGE, s)).collect();
+    let lengths: Vec<usize> =
+        args.list("lengths", "4k,8k,16k,32k,64k,128k").iter().map(|s| parse_len(USAGE, s)).collect();
     let tasks = args.list("tasks", "");
     let splits = args.list("splits", "dev,heldout");
     let seeds: u64 = args.num("seeds", u64::MAX);
@@ -198,9 +202,14 @@ fn main() {
     let llm = args.load_with(&model_path, None);
     let adapted = args.adapted_model(USAGE, &model_path, &parsed);
     let mut sink = results_path.as_ref().map(|p| {
-        std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap_or_else(|e| fail("", &format!("{}: {e}", p.display())))
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap_or_else(|e| fail("", &format!("{}: {e}", p.display())))
     });
-    let done: std::collections::HashSet<String> = results.iter().filter_map(|r| r["key"].as_str().map(String::from)).collect();
+    let done: std::collections::HashSet<String> =
+        results.iter().filter_map(|r| r["key"].as_str().map(String::from)).collect();
     let retrieve = FocusConfig {
         query_len: Some(args.num("retrieve-query", retrieve_sizes().query_len.unwrap_or(32))),
         read_budget: Some(budget),
@@ -220,14 +229,22 @@ fn main() {
                 Mode::Plain => (&llm, None),
                 Mode::Focus(DecodeMode::Retrieve) => (&llm, Some(retrieve.clone())),
                 Mode::Focus(m) => (&llm, Some(FocusConfig { decode: m, ..trained.clone() })),
-                Mode::Adapter(m) => (adapted.as_ref().unwrap_or(&llm), Some(FocusConfig { decode: m, ..trained.clone() })),
+                Mode::Adapter(m) => {
+                    (adapted.as_ref().unwrap_or(&llm), Some(FocusConfig { decode: m, ..trained.clone() }))
+                }
             };
             let record = run(model, sample, &label(mode), focus, max_tokens);
             if args.has("verbose") {
                 eprintln!(
                     "{} {} {} tokens {}: {:.2} {:?} (expected {}) prefill {:.1} s",
-                    record["task"], record["split"], record["tokens"], record["mode"], record["score"].as_f64().unwrap_or(0.0),
-                    record["answer"].as_str().unwrap_or(""), record["answers"], record["prefill_s"].as_f64().unwrap_or(0.0)
+                    record["task"],
+                    record["split"],
+                    record["tokens"],
+                    record["mode"],
+                    record["score"].as_f64().unwrap_or(0.0),
+                    record["answer"].as_str().unwrap_or(""),
+                    record["answers"],
+                    record["prefill_s"].as_f64().unwrap_or(0.0)
                 );
             }
             if let Some(f) = sink.as_mut() {

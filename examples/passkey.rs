@@ -19,7 +19,9 @@ mod common;
 
 use std::time::Instant;
 
-use common::{chat_prompt, fail, parse_len, peak_rss_mib, reset_peak_rss, retrieve_sizes, shipped_adapter_sizes, Args, Mode};
+use common::{
+    chat_prompt, fail, parse_len, peak_rss_mib, reset_peak_rss, retrieve_sizes, shipped_adapter_sizes, Args, Mode,
+};
 use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Llm};
 
 const USAGE: &str = "usage: passkey [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [--seeds N] [--plain-max 8k]
@@ -93,7 +95,8 @@ fn main() {
         .map(|d| d.parse().unwrap_or_else(|_| fail(USAGE, &format!("bad depth {d:?}"))))
         .collect();
     let seeds: u64 = args.num("seeds", 1);
-    let modes: Vec<Mode> = args.list("modes", "plain,focus-cached,adapter-cached").iter().map(|m| Mode::parse(USAGE, m)).collect();
+    let modes: Vec<Mode> =
+        args.list("modes", "plain,focus-cached,adapter-cached").iter().map(|m| Mode::parse(USAGE, m)).collect();
     let chat = !args.has("no-chat");
     let verbose = args.has("verbose");
     let model_path = args.model();
@@ -110,7 +113,10 @@ fn main() {
     // computed once, which changes no answer but makes prefill times those of this synthetic input.
     let focus_defaults = FocusConfig { share_identical_chunks: true, ..shipped_adapter_sizes() };
 
-    println!("| mode | tokens | {} | prefill s (mean) | peak RSS MiB |", depths.iter().map(|d| format!("depth {d}")).collect::<Vec<_>>().join(" | "));
+    println!(
+        "| mode | tokens | {} | prefill s (mean) | peak RSS MiB |",
+        depths.iter().map(|d| format!("depth {d}")).collect::<Vec<_>>().join(" | ")
+    );
     println!("|---|---|{}---|---|", "---|".repeat(depths.len()));
     for &mode in &modes {
         for &length in &lengths {
@@ -138,7 +144,9 @@ fn main() {
                             let sizes = FocusConfig { share_identical_chunks: true, ..retrieve_sizes() };
                             Some(args.focus_over(sizes, DecodeMode::Retrieve, header_len))
                         }
-                        Mode::Focus(m) | Mode::Adapter(m) => Some(args.focus_over(focus_defaults.clone(), m, header_len)),
+                        Mode::Focus(m) | Mode::Adapter(m) => {
+                            Some(args.focus_over(focus_defaults.clone(), m, header_len))
+                        }
                     };
                     let options = GenerateOptions { max_tokens: 8, focus, ..Default::default() };
                     let start = Instant::now();
@@ -162,13 +170,24 @@ fn main() {
                             (false, true) => "WRONG (the key's digits run on)",
                             (false, false) => "WRONG",
                         };
-                        eprintln!("{} {} tokens depth {depth} key {key}: {answer:?} {verdict}", row_name(mode), ids.len());
+                        eprintln!(
+                            "{} {} tokens depth {depth} key {key}: {answer:?} {verdict}",
+                            row_name(mode),
+                            ids.len()
+                        );
                     }
                 }
             }
             let mean = prefill_secs.iter().sum::<f64>() / prefill_secs.len().max(1) as f64;
             let row: Vec<String> = cells.iter().map(|c| format!("{}/{}", c.correct, c.total)).collect();
-            println!("| {} | {} | {} | {:.1} | {:.0} |", row_name(mode), actual_len, row.join(" | "), mean, peak_rss_mib());
+            println!(
+                "| {} | {} | {} | {:.1} | {:.0} |",
+                row_name(mode),
+                actual_len,
+                row.join(" | "),
+                mean,
+                peak_rss_mib()
+            );
         }
     }
     if modes.iter().any(|m| !matches!(m, Mode::Plain)) {
@@ -179,7 +198,11 @@ fn main() {
             c.chunk_size,
             c.query_len(),
             c.threshold(),
-            if c.share_identical_chunks { "computed once (prefill times are not those of ordinary text)" } else { "each computed" }
+            if c.share_identical_chunks {
+                "computed once (prefill times are not those of ordinary text)"
+            } else {
+                "each computed"
+            }
         );
     }
 }

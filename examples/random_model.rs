@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use common::{fail, Args};
 use focusllm::gguf::GgufFile;
-use focusllm::{random_checkpoint, DType, ModelConfig};
+use focusllm::{DType, ModelConfig};
+use focusllm_testdata::random_checkpoint;
 
 const USAGE: &str = "usage: random_model --out DIR [--like GGUF|DIR] [--dtype f16|bf16|f32] [--seed N]";
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent PyTorch reference of FocusLLM as DESIGN.md section 2 specifies it, over the weights
+"""An independent PyTorch reference of FocusLLM as docs/algorithm.md describes it, over the weights
 that Hugging Face transformers loads, writing golden files for the Rust engine's tests.
 
 The transformer forward here is this script's own code (pre-RoPE key/value caches, fresh positions
@@ -163,7 +163,7 @@ def entropy(logits):
 
 
 # ----------------------------------------------------------------------------------------------
-# FocusLLM, DESIGN section 2.
+# FocusLLM (docs/algorithm.md).
 # ----------------------------------------------------------------------------------------------
 def plan(tokens, L, S, Q, prefix):
     n = len(tokens)

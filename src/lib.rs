@@ -2,6 +2,8 @@
 //!
 //! Run LLaMA-family models on inputs far past their native window with FocusLLM, on the CPU
 //! (feature `cpu`, on by default), any GPU through wgpu, or NVIDIA GPUs through CUDA.
+//! `default_model` (feature `default-model`, on by default) fetches and caches a small model to
+//! start from.
 //!
 //! ```no_run
 //! use focusllm::{Device, GenerateOptions, Llm};
@@ -20,6 +22,9 @@
 use std::path::Path;
 
 pub use focusllm_core::*;
+
+#[cfg(feature = "default-model")]
+pub mod default_model;
 
 /// The CPU backend (feature `cpu`).
 #[cfg(feature = "cpu")]
@@ -57,7 +62,11 @@ pub enum Device {
 impl Device {
     /// Parses the `--device` values of the examples: `cpu`, `wgpu`, `wgpu:N`, `cuda`, `cuda:N`.
     pub fn parse(text: &str) -> Result<Self> {
-        let bad = || Error::InvalidOption { name: "device", value: text.to_string(), reason: "expected cpu, wgpu[:N] or cuda[:N]" };
+        let bad = || Error::InvalidOption {
+            name: "device",
+            value: text.to_string(),
+            reason: "expected cpu, wgpu[:N] or cuda[:N]",
+        };
         let (kind, index) = match text.split_once(':') {
             Some((k, i)) => (k, Some(i.parse::<usize>().map_err(|_| bad())?)),
             None => (text, None),
@@ -95,17 +104,23 @@ impl std::fmt::Debug for Llm {
 }
 
 impl Llm {
-    /// Loads a Hugging Face model directory (`config.json`, safetensors weights, `tokenizer.json`)
-    /// onto `device`.
+    /// Loads a GGUF file or a Hugging Face model directory (`config.json`, safetensors weights,
+    /// `tokenizer.json`) onto `device`.
     pub fn load(dir: impl AsRef<Path>, device: Device) -> Result<Self> {
         let dir = dir.as_ref();
         let inner: Box<dyn LanguageModel> = match device {
             #[cfg(feature = "cpu")]
-            Device::Cpu { threads } => Box::new(Pipeline::load(dir, cpu::CpuBackend::new(cpu::CpuOptions { threads })?)?),
+            Device::Cpu { threads } => {
+                Box::new(Pipeline::load(dir, cpu::CpuBackend::new(cpu::CpuOptions { threads })?)?)
+            }
             #[cfg(feature = "wgpu")]
-            Device::Wgpu { adapter } => Box::new(Pipeline::load(dir, wgpu::WgpuBackend::new(wgpu::WgpuOptions { adapter })?)?),
+            Device::Wgpu { adapter } => {
+                Box::new(Pipeline::load(dir, wgpu::WgpuBackend::new(wgpu::WgpuOptions { adapter })?)?)
+            }
             #[cfg(feature = "cuda")]
-            Device::Cuda { ordinal } => Box::new(Pipeline::load(dir, cuda::CudaBackend::new(cuda::CudaOptions { ordinal })?)?),
+            Device::Cuda { ordinal } => {
+                Box::new(Pipeline::load(dir, cuda::CudaBackend::new(cuda::CudaOptions { ordinal })?)?)
+            }
             #[allow(unreachable_patterns)]
             Device::Cpu { .. } => return Err(not_built("cpu", "cpu")),
             #[allow(unreachable_patterns)]
@@ -117,8 +132,9 @@ impl Llm {
     }
 
     /// Loads FocusLLM candidate projections (`beacon_{q,k,v,o}_proj`, optionally
-    /// `mlp.beacon_{up,down}_proj`) from an adapter safetensors file; the rest stay copies of the
-    /// ordinary projections. Returns how many projection matrices were loaded.
+    /// `mlp.beacon_{up,down}_proj`) from an adapter safetensors file, each in full or as a
+    /// low-rank delta; the rest stay copies of the ordinary projections. Returns how many
+    /// projections were loaded.
     pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<usize> {
         self.inner.load_adapter(path.as_ref())
     }

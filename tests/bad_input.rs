@@ -46,7 +46,9 @@ fn rewrite_weights(path: &Path, edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<
     edit(&mut tensors);
     let views: Vec<_> = tensors
         .iter()
-        .map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
+        .map(|(n, s, d)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
+        })
         .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
@@ -137,13 +139,17 @@ fn token_id_out_of_range_and_empty_prompt() {
     assert!(matches!(p.generate_ids(&[], &options).err(), Some(Error::EmptyInput { .. })));
     assert!(matches!(p.generate("", &options).err(), Some(Error::EmptyInput { .. })));
     let mut cache = p.model().new_cache();
-    assert!(matches!(p.model().forward_one(&[u32::MAX], &mut cache, LogitsFor::Last), Err(Error::TokenOutOfRange { .. })));
+    assert!(matches!(
+        p.model().forward_one(&[u32::MAX], &mut cache, LogitsFor::Last),
+        Err(Error::TokenOutOfRange { .. })
+    ));
     assert!(cache.is_empty(), "a rejected forward leaves the cache untouched");
 }
 
 #[test]
 fn bad_sampling_options() {
     let p = load("tiny-llama");
-    let options = GenerateOptions { sampling: focusllm::Sampling { top_p: 1.5, ..Default::default() }, ..Default::default() };
+    let options =
+        GenerateOptions { sampling: focusllm::Sampling { top_p: 1.5, ..Default::default() }, ..Default::default() };
     assert!(matches!(p.generate("hi", &options).err(), Some(Error::InvalidOption { name: "top_p", .. })));
 }

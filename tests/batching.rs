@@ -55,7 +55,14 @@ fn candidate_file(name: &str, scale: f32, dir: &std::path::Path) -> std::path::P
     let config = focusllm::ModelConfig::from_file(common::fixture_dir(name).join("config.json")).unwrap();
     let mut tensors: HashMap<String, (Vec<usize>, Vec<u8>)> = HashMap::new();
     for l in 0..config.num_layers {
-        for (part, proj) in [("self_attn", "q"), ("self_attn", "k"), ("self_attn", "v"), ("self_attn", "o"), ("mlp", "up"), ("mlp", "down")] {
+        for (part, proj) in [
+            ("self_attn", "q"),
+            ("self_attn", "k"),
+            ("self_attn", "v"),
+            ("self_attn", "o"),
+            ("mlp", "up"),
+            ("mlp", "down"),
+        ] {
             let src = format!("model.layers.{l}.{part}.{proj}_proj.weight");
             let t = focusllm::WeightSource::tensor(&weights, &src).unwrap().unwrap();
             let data: Vec<u8> = t.to_f32().iter().flat_map(|x| (x * scale).to_le_bytes()).collect();
@@ -69,7 +76,9 @@ fn candidate_file(name: &str, scale: f32, dir: &std::path::Path) -> std::path::P
     }
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
-        .map(|(k, (shape, data))| (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap()))
+        .map(|(k, (shape, data))| {
+            (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap())
+        })
         .collect();
     let path = dir.join(format!("{name}-beacon-{scale}.safetensors"));
     safetensors::serialize_to_file(views, None, &path).unwrap();

@@ -8,8 +8,8 @@ mod common;
 
 use common::focus_golden::{golden, Golden, Run};
 use common::{fixture_dir, load, max_abs_diff};
-use focusllm::focus::{self, DecodeMode, FocusConfig, Prefix};
-use focusllm::{Backend, Control, LogitsFor, SeqInput};
+use focusllm::focus::{DecodeMode, FocusConfig, Prefix};
+use focusllm::{prefill, Backend, Control, LogitsFor, SeqInput};
 
 const TOL: f32 = 1e-4;
 
@@ -56,14 +56,14 @@ fn below_threshold_is_the_plain_forward() {
         FocusConfig { threshold: Some(41), ..g.config.clone() },
         FocusConfig { local_window: 40, threshold: Some(10), ..g.config.clone() },
     ] {
-        let (_, logits) = focus::prefill(p.model(), ids, &config, Control::default()).unwrap();
+        let (_, logits) = prefill(p.model(), ids, Some(&config), Control::default()).unwrap();
         let mut cache = p.model().new_cache();
         let plain = p.model().forward_one(ids, &mut cache, LogitsFor::Last).unwrap();
         assert_eq!(logits, plain.data);
     }
     // At the threshold FocusLLM takes over and the result differs.
     let config = FocusConfig { threshold: Some(40), ..g.config.clone() };
-    let (_, logits) = focus::prefill(p.model(), ids, &config, Control::default()).unwrap();
+    let (_, logits) = prefill(p.model(), ids, Some(&config), Control::default()).unwrap();
     let mut cache = p.model().new_cache();
     let plain = p.model().forward_one(ids, &mut cache, LogitsFor::Last).unwrap();
     assert!(max_abs_diff(&logits, &plain.data) > 1e-3);
@@ -78,7 +78,8 @@ fn copied_candidate_kv_equals_ordinary_last_token_kv() {
         let p = tiny_model(adapter);
         let (m, b) = (p.model(), p.model().backend());
         let mut cand_cache = m.new_cache();
-        m.forward(&mut [SeqInput { tokens: &tokens, cache: &mut cand_cache, candidates: 1, logits: LogitsFor::None }]).unwrap();
+        m.forward(&mut [SeqInput { tokens: &tokens, cache: &mut cand_cache, candidates: 1, logits: LogitsFor::None }])
+            .unwrap();
         let candidate = cand_cache.split_off_last(b, 1).unwrap();
         let mut plain_cache = m.new_cache();
         m.forward_one(&tokens, &mut plain_cache, LogitsFor::None).unwrap();
@@ -113,14 +114,23 @@ fn config_validation_and_cancellation() {
         FocusConfig { candidates_per_chunk: 2, ..FocusConfig::default() },
     ];
     for config in bad {
-        assert!(matches!(focus::prefill(p.model(), &g.ids, &config, Control::default()), Err(focusllm::Error::InvalidOption { .. })), "{config:?}");
+        assert!(
+            matches!(
+                prefill(p.model(), &g.ids, Some(&config), Control::default()),
+                Err(focusllm::Error::InvalidOption { .. })
+            ),
+            "{config:?}"
+        );
     }
     let cancel = focusllm::CancelToken::new();
     cancel.cancel();
     let control = Control { cancel: Some(cancel), progress: None };
-    assert!(matches!(focus::prefill(p.model(), &g.ids, &g.config, control), Err(focusllm::Error::Cancelled)));
+    assert!(matches!(prefill(p.model(), &g.ids, Some(&g.config), control), Err(focusllm::Error::Cancelled)));
     let oov = [g.ids.clone(), vec![100_000]].concat();
-    assert!(matches!(focus::prefill(p.model(), &oov, &g.config, Control::default()), Err(focusllm::Error::TokenOutOfRange { .. })));
+    assert!(matches!(
+        prefill(p.model(), &oov, Some(&g.config), Control::default()),
+        Err(focusllm::Error::TokenOutOfRange { .. })
+    ));
     assert_eq!(Prefix::default(), Prefix::Auto);
 }
 
@@ -130,12 +140,21 @@ fn progress_reports_every_chunk_batch() {
     let g = golden("tiny-llama");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let control = Control { cancel: None, progress: Some(focusllm::ProgressCallback::new(move |pr| sink.lock().unwrap().push(pr))) };
+    let control = Control {
+        cancel: None,
+        progress: Some(focusllm::ProgressCallback::new(move |pr| sink.lock().unwrap().push(pr))),
+    };
     let config = FocusConfig { chunk_batch: 4, ..g.config.clone() };
-    focus::prefill(p.model(), &g.ids, &config, control).unwrap();
+    prefill(p.model(), &g.ids, Some(&config), control).unwrap();
     let seen = seen.lock().unwrap();
     // 10 chunks in batches of 4 -> 3 reports, then the local forward: total 11 steps.
-    let done: Vec<usize> = seen.iter().map(|p| match p { focusllm::Progress::Prefill { done, total: 11 } => *done, other => panic!("{other:?}") }).collect();
+    let done: Vec<usize> = seen
+        .iter()
+        .map(|p| match p {
+            focusllm::Progress::Prefill { done, total: 11 } => *done,
+            other => panic!("{other:?}"),
+        })
+        .collect();
     assert_eq!(done, vec![4, 8, 10, 11]);
 }
 
@@ -149,7 +168,12 @@ fn candidate_projections_load_from_the_checkpoint_or_an_adapter_file() {
     let mut llm = focusllm::Llm::load(fixture_dir("tiny-llama"), focusllm::Device::Cpu { threads: Some(2) }).unwrap();
     assert_eq!(llm.load_adapter(&adapter).unwrap(), 12);
     let config = FocusConfig { decode: run.mode, order: run.order, ..g.config.clone() };
-    let options = focusllm::GenerateOptions { max_tokens: run.greedy.len(), stop_at_eos: false, focus: Some(config), ..Default::default() };
+    let options = focusllm::GenerateOptions {
+        max_tokens: run.greedy.len(),
+        stop_at_eos: false,
+        focus: Some(config),
+        ..Default::default()
+    };
     let ids: Vec<u32> = llm.generate_ids(&g.ids, &options).unwrap().map(|t| t.unwrap().id).collect();
     assert_eq!(ids, run.greedy);
 
@@ -161,7 +185,8 @@ fn candidate_projections_load_from_the_checkpoint_or_an_adapter_file() {
     }
     let base = std::fs::read(fixture_dir("tiny-llama").join("model.safetensors")).unwrap();
     let extra = std::fs::read(&adapter).unwrap();
-    let (base, extra) = (safetensors::SafeTensors::deserialize(&base).unwrap(), safetensors::SafeTensors::deserialize(&extra).unwrap());
+    let (base, extra) =
+        (safetensors::SafeTensors::deserialize(&base).unwrap(), safetensors::SafeTensors::deserialize(&extra).unwrap());
     let all: Vec<_> = base.tensors().into_iter().chain(extra.tensors()).collect();
     safetensors::serialize_to_file(all, None, &dir.join("model.safetensors")).unwrap();
     let p = focusllm::Pipeline::load(&dir, common::cpu()).unwrap();
@@ -189,8 +214,8 @@ fn low_rank_adapter_matches_reference() {
     }
     // And it is not the copied projections' result.
     let copied = tiny_model(false);
-    let (_, with) = focus::prefill(p.model(), &g.ids, &g.config, Control::default()).unwrap();
-    let (_, without) = focus::prefill(copied.model(), &g.ids, &g.config, Control::default()).unwrap();
+    let (_, with) = prefill(p.model(), &g.ids, Some(&g.config), Control::default()).unwrap();
+    let (_, without) = prefill(copied.model(), &g.ids, Some(&g.config), Control::default()).unwrap();
     assert!(max_abs_diff(&with, &without) > 1e-2);
 }
 
@@ -201,7 +226,10 @@ fn load_bad_adapter(tensors: &[(&str, Vec<usize>)]) -> focusllm::Result<usize> {
         .iter()
         .zip(&data)
         .map(|((name, shape), bytes)| {
-            (name.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).unwrap())
+            (
+                name.to_string(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).unwrap(),
+            )
         })
         .collect();
     let dir = std::env::temp_dir().join(format!("focusllm-bad-adapter-{}", std::process::id()));
@@ -241,12 +269,14 @@ fn sharing_identical_chunks_is_exact() {
     // A periodic input (period 4 divides S = 12): most chunks are identical, one holds a "needle".
     let p = tiny_model(true);
     let g = golden("tiny-llama");
-    let mut ids: Vec<u32> = std::iter::once(g.ids[0]).chain([40u32, 41, 42, 43].iter().copied().cycle().take(96)).collect();
+    let mut ids: Vec<u32> =
+        std::iter::once(g.ids[0]).chain([40u32, 41, 42, 43].iter().copied().cycle().take(96)).collect();
     ids[50] = 77;
     ids.extend_from_slice(&g.ids[g.ids.len() - 20..]);
     for mode in [DecodeMode::Exact, DecodeMode::CachedLocal, DecodeMode::FrozenMemory, DecodeMode::MinEntropy] {
         let run = |share: bool| {
-            let config = FocusConfig { decode: mode, share_identical_chunks: share, chunk_batch: 2, ..g.config.clone() };
+            let config =
+                FocusConfig { decode: mode, share_identical_chunks: share, chunk_batch: 2, ..g.config.clone() };
             let seen = std::sync::Arc::new(std::sync::Mutex::new(0usize));
             let sink = seen.clone();
             let control = Control {
@@ -257,7 +287,7 @@ fn sharing_identical_chunks_is_exact() {
                     }
                 })),
             };
-            let (mut decoder, logits) = focus::prefill(p.model(), &ids, &config, control).unwrap();
+            let (mut decoder, logits) = prefill(p.model(), &ids, Some(&config), control).unwrap();
             let mut all = vec![logits];
             for t in [5u32, 9, 13] {
                 all.push(decoder.step(t).unwrap());

@@ -11,7 +11,7 @@ mod common;
 use common::focus_golden::golden;
 use common::{default_model, load};
 use focusllm::focus::{self, DecodeMode, FocusConfig};
-use focusllm::{Backend, Control, LogitsFor, Model};
+use focusllm::{prefill, Backend, Control, LogitsFor, Model};
 
 /// `log softmax(row)[target]` in f64, written out here rather than taken from the engine.
 fn log_prob(row: &[f32], target: u32) -> f64 {
@@ -62,8 +62,9 @@ fn scores_selection_and_read_match_a_direct_computation() {
     assert_eq!(chosen[1], best);
 
     // The read is plain attention over the chosen chunks and the local context, and so is decoding.
-    let read: Vec<u32> = chosen.iter().flat_map(|&c| chunks[c].iter().copied()).chain(ids[plan.local.clone()].iter().copied()).collect();
-    let (mut decoder, mut logits) = focus::prefill(m, ids, &config, Control::default()).unwrap();
+    let read: Vec<u32> =
+        chosen.iter().flat_map(|&c| chunks[c].iter().copied()).chain(ids[plan.local.clone()].iter().copied()).collect();
+    let (mut decoder, mut logits) = prefill(m, ids, Some(&config), Control::default()).unwrap();
     let mut cache = m.new_cache();
     let mut expected = m.forward_one(&read, &mut cache, LogitsFor::Last).unwrap().data;
     for step in 0..4 {
@@ -76,7 +77,7 @@ fn scores_selection_and_read_match_a_direct_computation() {
 
     // A budget that holds the whole input reads it whole: plain attention.
     let roomy = FocusConfig { read_budget: Some(ids.len()), ..config.clone() };
-    let (_, logits) = focus::prefill(m, ids, &roomy, Control::default()).unwrap();
+    let (_, logits) = prefill(m, ids, Some(&roomy), Control::default()).unwrap();
     let mut cache = m.new_cache();
     assert_eq!(logits, m.forward_one(ids, &mut cache, LogitsFor::Last).unwrap().data);
 }
@@ -101,10 +102,37 @@ fn scoring_is_cancellable_and_refuses_bad_input() {
 
 /// Varied sentences with no number in them and no word of the fact's, from a seeded generator.
 fn varied_text(sentences: usize, seed: u64) -> Vec<String> {
-    const WHO: [&str; 8] = ["The miller", "A tired sailor", "The old teacher", "My cousin", "The baker", "A young clerk", "The gardener", "Our neighbour"];
+    const WHO: [&str; 8] = [
+        "The miller",
+        "A tired sailor",
+        "The old teacher",
+        "My cousin",
+        "The baker",
+        "A young clerk",
+        "The gardener",
+        "Our neighbour",
+    ];
     const DID: [&str; 8] = ["painted", "carried", "repaired", "sold", "borrowed", "described", "hid", "cleaned"];
-    const WHAT: [&str; 8] = ["a wooden chair", "the green lantern", "two baskets of apples", "a broken clock", "the silver spoon", "an old map", "the heavy coat", "a box of letters"];
-    const WHEN: [&str; 8] = ["before dawn", "after the storm", "on market day", "in the evening", "during the festival", "at noon", "last winter", "before supper"];
+    const WHAT: [&str; 8] = [
+        "a wooden chair",
+        "the green lantern",
+        "two baskets of apples",
+        "a broken clock",
+        "the silver spoon",
+        "an old map",
+        "the heavy coat",
+        "a box of letters",
+    ];
+    const WHEN: [&str; 8] = [
+        "before dawn",
+        "after the storm",
+        "on market day",
+        "in the evening",
+        "during the festival",
+        "at noon",
+        "last winter",
+        "before supper",
+    ];
     let mut x = seed;
     let mut next = move |n: usize| {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

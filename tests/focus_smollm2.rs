@@ -25,7 +25,9 @@ fn smollm2_exact_decoding_matches_reference() {
 
 /// The adapter trained by `training/train.py` for the default model, shipped with the project.
 fn shipped_adapter() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("adapters").join("SmolLM2-135M-Instruct.focus-lora.safetensors")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("adapters")
+        .join("SmolLM2-135M-Instruct.focus-lora.safetensors")
 }
 
 #[test]

@@ -52,7 +52,8 @@ fn seeded_sampling_is_reproducible_and_differs_from_greedy() {
 fn cancel_from_another_thread() {
     let p = load("tiny-llama");
     let cancel = CancelToken::new();
-    let options = GenerateOptions { max_tokens: 10_000, stop_at_eos: false, cancel: Some(cancel.clone()), ..Default::default() };
+    let options =
+        GenerateOptions { max_tokens: 10_000, stop_at_eos: false, cancel: Some(cancel.clone()), ..Default::default() };
     let mut stream = p.generate("The sky is", &options).unwrap();
     let mut n = 0;
     std::thread::scope(|s| {
@@ -78,5 +79,8 @@ fn facade_loads_and_generates_on_cpu() {
     assert_eq!(ids, case.greedy);
     fn is_send_sync<T: Send + Sync>() {}
     is_send_sync::<Llm>();
-    assert!(matches!(Llm::load(fixture_dir("tiny-mistral"), Device::Cpu { threads: Some(0) }), Err(focusllm::Error::InvalidOption { .. })));
+    assert!(matches!(
+        Llm::load(fixture_dir("tiny-mistral"), Device::Cpu { threads: Some(0) }),
+        Err(focusllm::Error::InvalidOption { .. })
+    ));
 }

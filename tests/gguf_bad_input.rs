@@ -284,7 +284,12 @@ fn unsupported_tensor_type() {
 
 #[test]
 fn metadata_key_missing() {
-    for key in ["general.architecture", "llama.embedding_length", "llama.block_count", "llama.attention.layer_norm_rms_epsilon"] {
+    for key in [
+        "general.architecture",
+        "llama.embedding_length",
+        "llama.block_count",
+        "llama.attention.layer_norm_rms_epsilon",
+    ] {
         let mut parts = tiny();
         parts.remove(key);
         match parts.open().unwrap().config() {
@@ -321,10 +326,14 @@ fn metadata_key_of_the_wrong_type() {
     }
     let mut parts = tiny();
     parts.set("tokenizer.ggml.tokens", MetaValue::Array(vec![MetaValue::U32(1), MetaValue::U32(2)]));
-    assert!(matches!(parts.open().unwrap().tokenizer(), Err(Error::GgufWrongType { key, .. }) if key == "tokenizer.ggml.tokens"));
+    assert!(
+        matches!(parts.open().unwrap().tokenizer(), Err(Error::GgufWrongType { key, .. }) if key == "tokenizer.ggml.tokens")
+    );
     let mut parts = tiny();
     parts.set("tokenizer.ggml.add_bos_token", MetaValue::U8(1));
-    assert!(matches!(parts.open().unwrap().tokenizer(), Err(Error::GgufWrongType { key, .. }) if key == "tokenizer.ggml.add_bos_token"));
+    assert!(
+        matches!(parts.open().unwrap().tokenizer(), Err(Error::GgufWrongType { key, .. }) if key == "tokenizer.ggml.add_bos_token")
+    );
     let mut parts = tiny();
     parts.set("general.alignment", MetaValue::U32(3));
     assert!(matches!(parts.open(), Err(Error::GgufWrongType { key, .. }) if key == "general.alignment"));
@@ -428,10 +437,14 @@ fn inconsistent_tokenizer_metadata() {
 fn architecture_and_config_values() {
     let mut parts = tiny();
     parts.set("general.architecture", MetaValue::String("gpt2".into()));
-    assert!(matches!(parts.open().unwrap().config(), Err(Error::UnsupportedModelType { model_type, .. }) if model_type == "gpt2"));
+    assert!(
+        matches!(parts.open().unwrap().config(), Err(Error::UnsupportedModelType { model_type, .. }) if model_type == "gpt2")
+    );
     let mut parts = tiny();
     parts.set("llama.rope.scaling.type", MetaValue::String("yarn".into()));
-    assert!(matches!(parts.open().unwrap().config(), Err(Error::GgufWrongType { key, .. }) if key == "llama.rope.scaling.type"));
+    assert!(
+        matches!(parts.open().unwrap().config(), Err(Error::GgufWrongType { key, .. }) if key == "llama.rope.scaling.type")
+    );
     let mut parts = tiny();
     parts.set("llama.attention.head_count_kv", MetaValue::U32(3));
     assert!(matches!(parts.open().unwrap().config(), Err(Error::InvalidConfig { .. })));

@@ -12,8 +12,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::{fixture_dir, golden, load, max_abs_diff};
-use focusllm::gguf::{ChatMessage, GgufFile};
-use focusllm::{LogitsFor, Pipeline, WeightSource};
+use focusllm::gguf::GgufFile;
+use focusllm::{ChatMessage, LogitsFor, Pipeline, WeightSource};
 
 fn gguf_fixture(name: &str) -> PathBuf {
     fixture_dir("gguf").join(name)
@@ -89,10 +89,7 @@ fn tiny_mistral_chat_template_renders() {
     let file = GgufFile::open(gguf_fixture("tiny-mistral.gguf")).unwrap();
     let template = file.chat_template().expect("template present").unwrap();
     let messages = [ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")];
-    assert_eq!(
-        template.render(&messages, true).unwrap(),
-        "<s>system\nBe brief.</s>\n<s>user\nHi</s>\n<s>assistant\n"
-    );
+    assert_eq!(template.render(&messages, true).unwrap(), "<s>system\nBe brief.</s>\n<s>user\nHi</s>\n<s>assistant\n");
     assert_eq!(template.render(&messages[1..], false).unwrap(), "<s>user\nHi</s>\n");
     // The types fixture has no template.
     assert!(GgufFile::open(gguf_fixture("types.gguf")).unwrap().chat_template().is_none());

@@ -7,7 +7,8 @@ mod common;
 
 use common::{cpu, default_model};
 use focusllm::gguf::GgufFile;
-use focusllm::{random_checkpoint, DType, LogitsFor, Model, ModelConfig, SafetensorsWeights, Tokenizer};
+use focusllm::{DType, LogitsFor, Model, ModelConfig, SafetensorsWeights, Tokenizer};
+use focusllm_testdata::random_checkpoint;
 
 #[test]
 fn random_weights_shaped_like_the_default_model_load_and_stay_conditioned() {
@@ -42,7 +43,13 @@ fn random_weights_shaped_like_the_default_model_load_and_stay_conditioned() {
     argmaxes.sort_unstable();
     argmaxes.dedup();
     let range = stds.iter().fold((f32::MAX, 0f32), |(lo, hi), &s| (lo.min(s), hi.max(s)));
-    eprintln!("{} positions: logit std {:.2}..{:.2}, {} distinct greedy tokens", ids.len(), range.0, range.1, argmaxes.len());
+    eprintln!(
+        "{} positions: logit std {:.2}..{:.2}, {} distinct greedy tokens",
+        ids.len(),
+        range.0,
+        range.1,
+        argmaxes.len()
+    );
     assert!(argmaxes.len() > ids.len() / 3, "the next-token choice barely depends on the input: {argmaxes:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

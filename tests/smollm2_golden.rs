@@ -16,8 +16,8 @@
 mod common;
 
 use common::{default_model, max_abs_diff};
-use focusllm::gguf::{ChatMessage, GgufFile};
-use focusllm::{Decoder, PlainDecoder, Pipeline};
+use focusllm::gguf::GgufFile;
+use focusllm::{prefill, ChatMessage, Control, Pipeline};
 
 const LOGIT_TOL: f32 = 5e-4;
 
@@ -35,7 +35,9 @@ fn golden() -> Vec<Case> {
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("golden.json")).unwrap()).unwrap();
     let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
     meta["cases"]
         .as_array()
         .unwrap()
@@ -87,7 +89,7 @@ fn logits_and_greedy_tokens_match_transformers() {
     assert_eq!(model.config().vocab_size, 49152);
     for case in golden() {
         let start = std::time::Instant::now();
-        let (mut decoder, logits) = PlainDecoder::prefill(model, &case.ids).unwrap();
+        let (mut decoder, logits) = prefill(model, &case.ids, None, Control::default()).unwrap();
         let diff = max_abs_diff(&logits, &case.logits);
         let scale = case.logits.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         eprintln!("{}: {} tokens, max |logit diff| {diff:.3e} (max |logit| {scale:.1})", case.name, case.ids.len());
@@ -101,14 +103,19 @@ fn logits_and_greedy_tokens_match_transformers() {
             greedy.push(token);
             next = decoder.step(token).unwrap();
         }
-        eprintln!("{}: greedy {:?} in {:.1?}", case.name, pipeline.tokenizer().decode(&greedy).unwrap(), start.elapsed());
+        eprintln!(
+            "{}: greedy {:?} in {:.1?}",
+            case.name,
+            pipeline.tokenizer().decode(&greedy).unwrap(),
+            start.elapsed()
+        );
         assert_eq!(greedy, case.greedy, "{}", case.name);
 
         // The same last-position logits from a one-token step after prefilling the rest: every
         // product then has a single activation row, which the CPU backend computes on the quantised
         // blocks directly (the prefill above dequantises them for the dense kernel).
         let (n, ids) = (case.ids.len(), &case.ids);
-        let (mut decoder, _) = PlainDecoder::prefill(model, &ids[..n - 1]).unwrap();
+        let (mut decoder, _) = prefill(model, &ids[..n - 1], None, Control::default()).unwrap();
         let stepped = decoder.step(ids[n - 1]).unwrap();
         let diff = max_abs_diff(&stepped, &case.logits);
         eprintln!("{}: last token as a decoding step, max |logit diff| {diff:.3e}", case.name);

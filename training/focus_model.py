@@ -1,7 +1,7 @@
 """FocusLLM's forward for training: the frozen base model, trainable low-rank candidate projections,
 and the loss of an answer span predicted through the memory chunks' candidates.
 
-The semantics are those of DESIGN.md section 2 with the project's cached-local decoding, teacher-forced:
+The semantics are those of docs/algorithm.md with the project's cached-local decoding, teacher-forced:
 
 * every memory chunk c runs `chunk_c ++ query ++ answer[:-1]` with the ordinary projections (this is
   the chunk's raw cache; the base is frozen, so it needs no gradient);

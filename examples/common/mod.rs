@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use focusllm::{CandidateOrder, DecodeMode, Device, FocusConfig, Prefix};
 
 /// The adapter trained for the default model (`training/`), in the repository.
-pub const SHIPPED_ADAPTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/SmolLM2-135M-Instruct.focus-lora.safetensors");
+pub const SHIPPED_ADAPTER: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/adapters/SmolLM2-135M-Instruct.focus-lora.safetensors");
 
 /// The FocusLLM sizes the shipped adapter was trained with (L = S = 512, Q = 256), over the
 /// official defaults for everything else.
@@ -18,8 +19,7 @@ pub fn shipped_adapter_sizes() -> FocusConfig {
 /// The sizes reading by retrieval (`DecodeMode::Retrieve`) starts from: chunks of 512 tokens,
 /// scored by the last 32 tokens of the prompt (the question and the assistant's header), a local
 /// window of 512 tokens, and a read of 2048 tokens (the first chunk, the two best, the local
-/// context). The budget was chosen on the evaluation suite's dev split (docs/evaluation.md): the
-/// default model reads 2K tokens of prose far better than 8K.
+/// context). The budget was chosen on the evaluation suite's dev split (docs/evaluation.md).
 pub fn retrieve_sizes() -> FocusConfig {
     FocusConfig {
         local_window: 512,
@@ -32,9 +32,7 @@ pub fn retrieve_sizes() -> FocusConfig {
 }
 
 /// Where `ask` switches from plain attention to FocusLLM on the default model: the crossover
-/// measured on the evaluation suite (docs/evaluation.md). At 4K tokens plain attention and the
-/// adapter read about as well; at 8K, inside the model's 8192-token window, both the adapter and
-/// reading by retrieval read far better than plain attention.
+/// measured on the evaluation suite (docs/evaluation.md).
 pub const DEFAULT_MODEL_SWITCH: usize = 4096;
 
 /// Command-line flags: `--name value` pairs, `--switch` booleans and positional arguments.
@@ -123,7 +121,10 @@ impl Args {
             let adapter = match (self.get("adapter"), self.get("model")) {
                 (Some(file), _) => PathBuf::from(file),
                 (None, None) => PathBuf::from(SHIPPED_ADAPTER),
-                (None, Some(_)) => fail(usage, "adapter-* modes with --model need --adapter FILE (the shipped one is for the default model)"),
+                (None, Some(_)) => fail(
+                    usage,
+                    "adapter-* modes with --model need --adapter FILE (the shipped one is for the default model)",
+                ),
             };
             self.load_with(path, Some(&adapter))
         })
@@ -167,7 +168,8 @@ impl Args {
                 "header" => Prefix::PromptHead(header_len),
                 other => fail("", &format!("--prefix: unknown {other:?} (auto, none, header)")),
             },
-            share_identical_chunks: self.has("share-chunks") || (d.share_identical_chunks && !self.has("no-share-chunks")),
+            share_identical_chunks: self.has("share-chunks")
+                || (d.share_identical_chunks && !self.has("no-share-chunks")),
             read_budget: self.get("read-budget").map(|_| self.num("read-budget", 0)).or(d.read_budget),
             read_margin: self.num("read-margin", d.read_margin),
             ..d

@@ -172,7 +172,9 @@ impl<'a, B: Backend> Checked<'a, B> {
         for p in parts {
             let (rows, cols) = self.0.dims(p.tensor);
             let fits = Some(cols) == width && p.rows.start <= p.rows.end && p.rows.end <= rows;
-            ensure(fits, "gather_rows", || format!("rows {:?} of a [{rows}, {cols}] tensor (width {width:?})", p.rows))?;
+            ensure(fits, "gather_rows", || {
+                format!("rows {:?} of a [{rows}, {cols}] tensor (width {width:?})", p.rows)
+            })?;
         }
         self.0.gather_rows(parts)
     }

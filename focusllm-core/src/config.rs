@@ -166,11 +166,7 @@ impl ModelConfig {
             }
         }
         if self.num_heads % self.num_kv_heads != 0 {
-            return Err(invalid(
-                "num_key_value_heads",
-                &self.num_kv_heads,
-                "must divide num_attention_heads",
-            ));
+            return Err(invalid("num_key_value_heads", &self.num_kv_heads, "must divide num_attention_heads"));
         }
         if self.head_dim % 2 != 0 {
             return Err(invalid("head_dim", &self.head_dim, "rotary embedding needs an even width"));
@@ -200,13 +196,15 @@ impl ModelConfig {
         let rope_scaling = match self.rope_scaling {
             RopeScaling::None => Value::Null,
             RopeScaling::Linear { factor } => json!({ "rope_type": "linear", "factor": number(factor) }),
-            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => json!({
-                "rope_type": "llama3",
-                "factor": number(factor),
-                "low_freq_factor": number(low_freq_factor),
-                "high_freq_factor": number(high_freq_factor),
-                "original_max_position_embeddings": original_max_position_embeddings,
-            }),
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+                json!({
+                    "rope_type": "llama3",
+                    "factor": number(factor),
+                    "low_freq_factor": number(low_freq_factor),
+                    "high_freq_factor": number(high_freq_factor),
+                    "original_max_position_embeddings": original_max_position_embeddings,
+                })
+            }
         };
         let eos = match self.eos_token_ids.as_slice() {
             [] => Value::Null,
@@ -242,7 +240,8 @@ impl ModelConfig {
     pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
         let (qd, kvd) = (self.q_dim(), self.kv_dim());
-        let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, h]), ("model.norm.weight".to_string(), vec![h])];
+        let mut out =
+            vec![("model.embed_tokens.weight".to_string(), vec![v, h]), ("model.norm.weight".to_string(), vec![h])];
         if !self.tie_word_embeddings {
             out.push(("lm_head.weight".to_string(), vec![v, h]));
         }
@@ -376,9 +375,7 @@ impl Keys<'_> {
     }
 
     fn opt_bool(&self, key: &'static str) -> Result<Option<bool>> {
-        self.get(key)
-            .map(|v| v.as_bool().ok_or_else(|| invalid(key, &short(v), "expected true or false")))
-            .transpose()
+        self.get(key).map(|v| v.as_bool().ok_or_else(|| invalid(key, &short(v), "expected true or false"))).transpose()
     }
 
     /// A token id given as an integer or a list of integers.

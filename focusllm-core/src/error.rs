@@ -284,11 +284,13 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An [`Error::Io`] naming the file at fault.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
 
-    pub(crate) fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
+    /// An [`Error::Json`] naming the file at fault.
+    pub fn json(path: impl Into<PathBuf>, source: serde_json::Error) -> Self {
         Error::Json { path: path.into(), source }
     }
 }

@@ -1,93 +1,37 @@
-//! Streaming generation: prefill a prompt, then yield tokens one by one with a sampling policy,
-//! stop tokens, a token budget and cancellation from another thread.
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+//! Streaming generation, the user-facing API: [`prefill`] reads a prompt (with plain attention, or
+//! with FocusLLM when asked and the prompt is long enough), then a [`TokenStream`] yields tokens
+//! one by one with a sampling policy, stop tokens, a token budget and cancellation from another
+//! thread.
 
 use crate::backend::Backend;
-use crate::error::{Error, Result};
-use crate::model::{KvCache, LogitsFor, Model};
+use crate::control::{CancelToken, Control, Progress, ProgressCallback};
+use crate::decode::{Decoder, PlainDecoder};
+use crate::error::Result;
+use crate::focus::FocusConfig;
+use crate::model::Model;
 use crate::sampling::{Sampler, Sampling};
 use crate::tokenizer::{TextStream, Tokenizer};
 
-/// A flag that cancels generation from another thread; clones share the flag.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    /// A fresh, un-cancelled token.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Asks every holder of this token to stop at its next check.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether [`CancelToken::cancel`] has been called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Progress of long work, reported through a [`ProgressCallback`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Progress {
-    /// Prefill: `done` of `total` steps (FocusLLM: memory chunks condensed, plus the local forward).
-    Prefill {
-        /// Steps finished.
-        done: usize,
-        /// Steps in all.
-        total: usize,
-    },
-    /// Generation: tokens so far and the rate since the first one.
-    Generated {
-        /// Tokens generated so far.
-        tokens: usize,
-        /// Tokens per second since the first generated token.
-        tokens_per_second: f64,
-    },
-}
-
-/// A function called with [`Progress`] reports; cheap to clone.
-#[derive(Clone)]
-pub struct ProgressCallback(pub Arc<dyn Fn(Progress) + Send + Sync>);
-
-impl ProgressCallback {
-    /// Wraps a closure.
-    pub fn new(f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
-        ProgressCallback(Arc::new(f))
-    }
-}
-
-impl std::fmt::Debug for ProgressCallback {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ProgressCallback")
-    }
-}
-
-/// Cancellation and progress reporting handed to long-running work.
-#[derive(Debug, Clone, Default)]
-pub struct Control {
-    /// Checked between units of work.
-    pub cancel: Option<CancelToken>,
-    /// Called after each unit of work.
-    pub progress: Option<ProgressCallback>,
-}
-
-impl Control {
-    /// Whether cancellation was requested.
-    pub fn cancelled(&self) -> bool {
-        self.cancel.as_ref().is_some_and(CancelToken::is_cancelled)
-    }
-
-    /// Reports progress, if anyone listens.
-    pub fn report(&self, progress: Progress) {
-        if let Some(cb) = &self.progress {
-            (cb.0)(progress);
+/// Prefills `prompt` and returns the decoder for the rest of generation with the logits of the
+/// prompt's last position.
+///
+/// This is where the way of reading is chosen, once: with FocusLLM when `focus` is given and
+/// [`focus::plan`](crate::focus::plan) finds memory to condense (the prompt reaches the threshold
+/// and is longer than the local window), with plain attention otherwise. With a configuration,
+/// the configuration and every token id are checked first.
+pub fn prefill<'a, B: Backend>(
+    model: &'a Model<B>,
+    prompt: &[u32],
+    focus: Option<&FocusConfig>,
+    control: Control,
+) -> Result<(Box<dyn Decoder + Send + 'a>, Vec<f32>)> {
+    if let Some(config) = focus {
+        if let Some(plan) = crate::focus::checked_plan(model, prompt, config)? {
+            return crate::focus::read(model, prompt, &plan, config, control);
         }
     }
+    let (decoder, logits) = PlainDecoder::prefill(model, prompt, &control)?;
+    Ok((Box::new(decoder), logits))
 }
 
 /// What to generate and when to stop.
@@ -105,9 +49,9 @@ pub struct GenerateOptions {
     pub cancel: Option<CancelToken>,
     /// Receives prefill and generation progress.
     pub progress: Option<ProgressCallback>,
-    /// Read long inputs with FocusLLM: inputs at or over its threshold are condensed, shorter ones
-    /// run plain attention. `None` (the default) always runs plain attention.
-    pub focus: Option<crate::focus::FocusConfig>,
+    /// Read long inputs with FocusLLM: inputs at or over its threshold (and longer than the local
+    /// window) are read in its decode mode, shorter ones with plain attention. `None` (the default) always runs plain attention.
+    pub focus: Option<FocusConfig>,
 }
 
 impl GenerateOptions {
@@ -149,46 +93,6 @@ pub struct GeneratedToken {
     pub id: u32,
     /// The text it completes (may be empty while a multi-byte character is incomplete).
     pub text: String,
-}
-
-/// A source of next-token logits: the plain model, or later the FocusLLM engine.
-pub trait Decoder {
-    /// Feeds one chosen token and returns the logits for the token after it.
-    fn step(&mut self, token: u32) -> Result<Vec<f32>>;
-}
-
-/// Plain causal decoding over one KV cache.
-pub struct PlainDecoder<'a, B: Backend> {
-    model: &'a Model<B>,
-    cache: KvCache<B>,
-}
-
-impl<'a, B: Backend> PlainDecoder<'a, B> {
-    /// Prefills `prompt` and returns the decoder with the logits of the prompt's last position.
-    pub fn prefill(model: &'a Model<B>, prompt: &[u32]) -> Result<(Self, Vec<f32>)> {
-        Self::prefill_with(model, prompt, &Control::default())
-    }
-
-    /// [`PlainDecoder::prefill`] with cancellation and progress reporting.
-    pub fn prefill_with(model: &'a Model<B>, prompt: &[u32], control: &Control) -> Result<(Self, Vec<f32>)> {
-        if prompt.is_empty() {
-            return Err(Error::EmptyInput { what: "the prompt" });
-        }
-        if control.cancelled() {
-            return Err(Error::Cancelled);
-        }
-        control.report(Progress::Prefill { done: 0, total: 1 });
-        let mut cache = model.new_cache();
-        let logits = model.forward_one(prompt, &mut cache, LogitsFor::Last)?;
-        control.report(Progress::Prefill { done: 1, total: 1 });
-        Ok((PlainDecoder { model, cache }, logits.data))
-    }
-}
-
-impl<B: Backend> Decoder for PlainDecoder<'_, B> {
-    fn step(&mut self, token: u32) -> Result<Vec<f32>> {
-        Ok(self.model.forward_one(&[token], &mut self.cache, LogitsFor::Last)?.data)
-    }
 }
 
 /// An iterator over generated tokens. Errors end the stream after being yielded once.
@@ -277,7 +181,8 @@ impl<'a> TokenStream<'a> {
         let started = *self.started.get_or_insert_with(std::time::Instant::now);
         if let Some(cb) = &self.options.progress {
             let secs = started.elapsed().as_secs_f64();
-            let tokens_per_second = if self.produced > 1 && secs > 0.0 { (self.produced - 1) as f64 / secs } else { 0.0 };
+            let tokens_per_second =
+                if self.produced > 1 && secs > 0.0 { (self.produced - 1) as f64 / secs } else { 0.0 };
             (cb.0)(Progress::Generated { tokens: self.produced, tokens_per_second });
         }
         let text = match self.tokenizer {

@@ -1,36 +1,41 @@
 //! Backend-agnostic core of focusllm: configuration, checkpoint loading, tokenizer, the [`Backend`]
-//! trait, the LLaMA-family model written once over it, sampling and streaming generation.
+//! trait, the model written once over it, the FocusLLM engine, sampling and streaming generation.
+//!
+//! Everything an application or a backend needs is at the crate root. Three modules stay
+//! namespaces of their own: [`focus`], the FocusLLM engine's configuration and its planning and
+//! scoring functions; [`gguf`], llama.cpp's model files; and [`quant`], the element formats and
+//! block helpers that backends computing on quantised weights use.
 #![warn(missing_docs)]
 
-pub mod backend;
-pub mod chat_template;
-pub mod check;
-pub mod config;
-pub mod default_model;
-pub mod error;
+mod backend;
+mod chat_template;
+mod check;
+mod config;
+mod control;
+mod decode;
+mod error;
 pub mod focus;
-pub mod generation;
+mod generation;
 pub mod gguf;
-pub mod model;
-pub mod pipeline;
+mod model;
+mod pipeline;
 pub mod quant;
-pub mod random_checkpoint;
-pub mod sampling;
-pub mod tokenizer;
-pub mod weights;
+mod sampling;
+mod tokenizer;
+mod weights;
 
 pub use backend::{grown_capacity, AttentionSeq, Backend, HeadLayout, RowSlice};
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use check::Checked;
 pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use control::{CancelToken, Control, Progress, ProgressCallback};
+pub use decode::Decoder;
 pub use error::{Error, Result};
 pub use focus::{CandidateOrder, DecodeMode, FocusConfig, Prefix};
-pub use generation::{
-    CancelToken, Control, Decoder, FinishReason, GenerateOptions, GeneratedToken, PlainDecoder, Progress, ProgressCallback,
-    TokenStream,
-};
-pub use model::{rope_table_rows, KvCache, Logits, LogitsFor, Model, RopeTable, SeqInput};
+pub use generation::{prefill, FinishReason, GenerateOptions, GeneratedToken, TokenStream};
+pub use model::{rope_table_rows, KvCache, LayerKv, Logits, LogitsFor, Model, RopeTable, SeqInput};
 pub use pipeline::{LanguageModel, Pipeline};
-pub use sampling::{Sampler, Sampling};
+pub use quant::DType;
+pub use sampling::{argmax, Sampler, Sampling};
 pub use tokenizer::{TextStream, Tokenizer};
-pub use weights::{DType, HostTensor, SafetensorsWeights, WeightSource};
+pub use weights::{HostTensor, SafetensorsWeights, WeightSource};

@@ -1,12 +1,13 @@
-//! `Pipeline`: a model and its tokenizer loaded from a model directory, ready to generate text.
+//! `Pipeline`: a model, its tokenizer and chat template loaded from a GGUF file or a Hugging Face
+//! directory, ready to generate text.
 
 use std::path::Path;
 
 use crate::backend::Backend;
-use crate::config::ModelConfig;
 use crate::chat_template::ChatTemplate;
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::generation::{Decoder, GenerateOptions, PlainDecoder, TokenStream};
+use crate::generation::{prefill, GenerateOptions, TokenStream};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use crate::weights::SafetensorsWeights;
@@ -39,7 +40,9 @@ fn hf_chat_template(dir: &Path) -> Result<Option<ChatTemplate>> {
         None => std::fs::read_to_string(dir.join("chat_template.jinja")).ok(),
     };
     source
-        .map(|s| ChatTemplate::new(s, special_token_text(&config, "bos_token"), special_token_text(&config, "eos_token")))
+        .map(|s| {
+            ChatTemplate::new(s, special_token_text(&config, "bos_token"), special_token_text(&config, "eos_token"))
+        })
         .transpose()
 }
 
@@ -60,8 +63,9 @@ impl<B: Backend> Pipeline<B> {
         Ok(Pipeline { model, tokenizer, chat_template })
     }
 
-    /// Loads a GGUF file onto `backend`: configuration and tokenizer from its metadata, tensors
-    /// dequantised to f32 (see [`crate::gguf`]).
+    /// Loads a GGUF file onto `backend`: configuration, tokenizer and chat template from its
+    /// metadata, tensors in the file's own format (quantised blocks stay blocks where the backend
+    /// keeps them; see [`crate::gguf`]).
     pub fn load_gguf(path: impl AsRef<Path>, backend: B) -> Result<Self> {
         let file = crate::gguf::GgufFile::open(path)?;
         let config = file.config()?;
@@ -76,8 +80,8 @@ impl<B: Backend> Pipeline<B> {
         Pipeline { model, tokenizer, chat_template }
     }
 
-    /// Loads FocusLLM candidate projections (`beacon_*_proj` tensors) from a separate adapter
-    /// safetensors file; returns how many projection matrices it held.
+    /// Loads FocusLLM candidate projections (`beacon_*_proj`, in full or as `lora_a`/`lora_b`)
+    /// from a separate adapter safetensors file; returns how many projections it held.
     pub fn load_adapter(&mut self, path: impl AsRef<Path>) -> Result<usize> {
         let path = path.as_ref();
         let adapter = SafetensorsWeights::from_files(path, &[path.to_path_buf()])?;
@@ -158,13 +162,7 @@ where
 
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>> {
         options.sampling.validate()?;
-        let (decoder, logits): (Box<dyn Decoder + Send + '_>, Vec<f32>) = match &options.focus {
-            Some(focus) => crate::focus::prefill(&self.model, prompt, focus, options.control())?,
-            None => {
-                let (decoder, logits) = PlainDecoder::prefill_with(&self.model, prompt, &options.control())?;
-                (Box::new(decoder), logits)
-            }
-        };
+        let (decoder, logits) = prefill(&self.model, prompt, options.focus.as_ref(), options.control())?;
         let eos = &self.model.config().eos_token_ids;
         TokenStream::new(decoder, logits, prompt, eos, Some(&self.tokenizer), options.clone())
     }

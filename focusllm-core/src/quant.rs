@@ -7,10 +7,49 @@
 
 use half::{bf16, f16};
 
-use crate::weights::DType;
-
 /// Elements per block of the block-quantised types.
 pub const BLOCK: usize = 32;
+
+/// Element type of a tensor held on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    /// 32-bit float.
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    BF16,
+    /// ggml's Q8_0: blocks of 32 signed bytes and an f16 scale (34 bytes).
+    Q8_0,
+    /// ggml's Q4_0: blocks of 32 nibbles offset by 8 and an f16 scale (18 bytes).
+    Q4_0,
+    /// ggml's Q4_1: blocks of 32 nibbles, an f16 scale and an f16 minimum (20 bytes).
+    Q4_1,
+}
+
+impl DType {
+    /// `(elements, bytes)` of one block: `(1, element size)` for the dense types.
+    pub fn block(self) -> (usize, usize) {
+        match self {
+            DType::F32 => (1, 4),
+            DType::F16 | DType::BF16 => (1, 2),
+            DType::Q8_0 => (BLOCK, 34),
+            DType::Q4_0 => (BLOCK, 18),
+            DType::Q4_1 => (BLOCK, 20),
+        }
+    }
+
+    /// Whether the type stores blocks of quants rather than one value per element.
+    pub fn is_quantized(self) -> bool {
+        self.block().0 > 1
+    }
+
+    /// Bytes that `elements` elements take, or `None` when they do not fill whole blocks.
+    pub fn bytes_for(self, elements: usize) -> Option<usize> {
+        let (block_elems, block_bytes) = self.block();
+        (elements % block_elems == 0).then(|| elements / block_elems).and_then(|b| b.checked_mul(block_bytes))
+    }
+}
 
 /// The f16 at byte `i` of `b`, widened to f32.
 fn f16_at(b: &[u8], i: usize) -> f32 {

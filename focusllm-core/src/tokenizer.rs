@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// A Hugging Face tokenizer (`tokenizer.json`).
+/// A Hugging Face tokenizer: from `tokenizer.json`, or built from a GGUF file's metadata.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     source: PathBuf,

@@ -36,7 +36,13 @@ struct Task {
 }
 
 /// See [`focusllm_core::Backend::attention`].
-pub(crate) fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, seqs: &[AttentionSeq], h: HeadLayout) -> CpuTensor {
+pub(crate) fn attention(
+    q: &CpuTensor,
+    k: &CpuTensor,
+    v: &CpuTensor,
+    seqs: &[AttentionSeq],
+    h: HeadLayout,
+) -> CpuTensor {
     let (nh, hd) = (h.num_heads, h.head_dim);
     let group = nh / h.num_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -72,11 +78,25 @@ pub(crate) fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, seqs: &[Att
         unsafe {
             // scores[i, j] = scale * q[i] . k[j]
             gemm::gemm(
-                rows, keys, hd,
-                scores.as_mut_ptr(), 1, keys as isize, false,
-                q_base, 1, q_stride as isize,
-                k_base, kv_stride as isize, 1,
-                0.0, scale, false, false, false, Parallelism::None,
+                rows,
+                keys,
+                hd,
+                scores.as_mut_ptr(),
+                1,
+                keys as isize,
+                false,
+                q_base,
+                1,
+                q_stride as isize,
+                k_base,
+                kv_stride as isize,
+                1,
+                0.0,
+                scale,
+                false,
+                false,
+                false,
+                Parallelism::None,
             );
         }
         for i in 0..rows {
@@ -89,11 +109,25 @@ pub(crate) fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, seqs: &[Att
         // SAFETY: this task alone writes rows start..end of this sequence, columns of this head.
         unsafe {
             gemm::gemm(
-                rows, hd, keys,
-                dst, 1, q_stride as isize, false,
-                scores.as_ptr(), 1, keys as isize,
-                v_base, 1, kv_stride as isize,
-                0.0, 1.0, false, false, false, Parallelism::None,
+                rows,
+                hd,
+                keys,
+                dst,
+                1,
+                q_stride as isize,
+                false,
+                scores.as_ptr(),
+                1,
+                keys as isize,
+                v_base,
+                1,
+                kv_stride as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
             );
         }
     });

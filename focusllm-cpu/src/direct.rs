@@ -97,7 +97,13 @@ pub(crate) mod tests {
     /// For every build of a kernel and 1 to 6 activation rows of width `k`: `product(kernel, x)`
     /// equals the f64 product of `x` with `dense` (`[n, k]`, the weights as f32) within f32
     /// rounding, 1e-5 of the sum of the terms' magnitudes.
-    pub(crate) fn check_products(n: usize, k: usize, dense: &[f32], product: impl Fn(Kernel, &CpuTensor) -> Vec<f32>, what: &str) {
+    pub(crate) fn check_products(
+        n: usize,
+        k: usize,
+        dense: &[f32],
+        product: impl Fn(Kernel, &CpuTensor) -> Vec<f32>,
+        what: &str,
+    ) {
         for m in 1..=6 {
             let xs: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 1.5).collect();
             let x = CpuTensor::new(xs, m, k);
@@ -108,7 +114,11 @@ pub(crate) mod tests {
                         let terms = (0..k).map(|i| f64::from(x.row(r)[i]) * f64::from(dense[j * k + i]));
                         let (want, scale) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
                         let diff = (f64::from(got[r * n + j]) - want).abs();
-                        assert!(diff <= 1e-5 * scale, "{what} {kernel:?} m={m} [{r},{j}]: {} vs {want}", got[r * n + j]);
+                        assert!(
+                            diff <= 1e-5 * scale,
+                            "{what} {kernel:?} m={m} [{r},{j}]: {} vs {want}",
+                            got[r * n + j]
+                        );
                     }
                 }
             }

@@ -48,7 +48,9 @@ impl HalfMatrix {
         debug_assert_eq!(out.len(), rows.len() * self.cols);
         let kernel = Kernel::detect();
         let src = &self.bits[rows.start * self.cols..rows.end * self.cols];
-        out.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(o, s)| halfdot::widen(kernel, self.dtype, s, o));
+        out.par_chunks_mut(1 << 14)
+            .zip(src.par_chunks(1 << 14))
+            .for_each(|(o, s)| halfdot::widen(kernel, self.dtype, s, o));
     }
 
     /// Writes row `r` widened to f32 to `out` (`cols` values).
@@ -68,7 +70,11 @@ pub(crate) mod tests {
         for _ in 0..rows * cols {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let x = ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0;
-            let b = if dtype == DType::F16 { half::f16::from_f32(x).to_le_bytes() } else { half::bf16::from_f32(x).to_le_bytes() };
+            let b = if dtype == DType::F16 {
+                half::f16::from_f32(x).to_le_bytes()
+            } else {
+                half::bf16::from_f32(x).to_le_bytes()
+            };
             bytes.extend(b);
         }
         HostTensor { name: "w".into(), dtype, shape: vec![rows, cols], bytes: bytes.into() }

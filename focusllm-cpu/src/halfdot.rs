@@ -177,7 +177,13 @@ mod tests {
             for dtype in [DType::F16, DType::BF16] {
                 let t = random_half(dtype, n, k, 13);
                 let w = HalfMatrix::from_host(&t).unwrap();
-                check_products(n, k, &t.to_f32(), |kernel, x| matmul_with(kernel, x, &w), &format!("{dtype:?} {n}x{k}"));
+                check_products(
+                    n,
+                    k,
+                    &t.to_f32(),
+                    |kernel, x| matmul_with(kernel, x, &w),
+                    &format!("{dtype:?} {n}x{k}"),
+                );
             }
         }
     }

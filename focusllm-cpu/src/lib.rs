@@ -136,7 +136,14 @@ impl Backend for CpuBackend {
         Ok(self.pool.install(|| rope::apply(x, positions, table, head_dim)))
     }
 
-    fn attention(&self, q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, seqs: &[AttentionSeq], h: HeadLayout) -> Result<CpuTensor> {
+    fn attention(
+        &self,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        seqs: &[AttentionSeq],
+        h: HeadLayout,
+    ) -> Result<CpuTensor> {
         Ok(self.pool.install(|| attention::attention(q, k, v, seqs, h)))
     }
 
@@ -186,7 +193,14 @@ impl Backend for CpuBackend {
     fn memory_available(&self) -> Option<u64> {
         // Linux: MemAvailable of /proc/meminfo; elsewhere unknown.
         let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-        let kb: u64 = info.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        let kb: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
         Some(kb * 1024)
     }
 

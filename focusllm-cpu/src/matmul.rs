@@ -6,14 +6,13 @@ use std::ops::Range;
 
 use gemm::Parallelism;
 
-use crate::{halfdot, qdot};
 use crate::tensor::CpuTensor;
 use crate::weight::CpuWeight;
+use crate::{halfdot, qdot};
 
 /// Activation rows up to which a product reads the stored weights directly; above it, the
-/// widen-then-`gemm` path is faster (the widening is shared by more rows). Measured on the default
-/// model's shapes with 2 threads, for Q4_1: direct is 1.1-7x faster up to 16 rows, panels 1.2-1.5x
-/// faster from 32.
+/// widen-then-`gemm` path is faster (the widening is shared by more rows); chosen by benchmarking
+/// both paths on the default model's shapes.
 pub(crate) const DIRECT_MAX_ROWS: usize = 16;
 
 /// f32 values in one dequantised panel of weight rows (4 MiB).

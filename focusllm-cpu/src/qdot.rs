@@ -23,7 +23,13 @@ fn matmul_with(kernel: Kernel, x: &CpuTensor, w: &QuantMatrix) -> Vec<f32> {
     assert_eq!(x.cols, w.cols, "activation width against weight width");
     // Per-block sums of each activation row, for Q4_1's minimum term.
     let sums = (0..x.rows)
-        .map(|r| if w.dtype == DType::Q4_1 { x.row(r).chunks_exact(BLOCK).map(|c| c.iter().sum()).collect() } else { Vec::new() })
+        .map(|r| {
+            if w.dtype == DType::Q4_1 {
+                x.row(r).chunks_exact(BLOCK).map(|c| c.iter().sum()).collect()
+            } else {
+                Vec::new()
+            }
+        })
         .collect();
     direct::matmul(x, &QuantProduct { kernel, w, sums })
 }
@@ -108,7 +114,12 @@ mod avx2 {
         // high nibbles elements 16..32.
         let (v0, v1) = (_mm256_cvtepu8_epi32(bytes(0)), _mm256_cvtepu8_epi32(bytes(8)));
         let mask = _mm256_set1_epi32(0x0F);
-        let mut n = [_mm256_and_si256(v0, mask), _mm256_and_si256(v1, mask), _mm256_srli_epi32::<4>(v0), _mm256_srli_epi32::<4>(v1)];
+        let mut n = [
+            _mm256_and_si256(v0, mask),
+            _mm256_and_si256(v1, mask),
+            _mm256_srli_epi32::<4>(v0),
+            _mm256_srli_epi32::<4>(v1),
+        ];
         if T == Q4_0 {
             for v in &mut n {
                 *v = _mm256_sub_epi32(*v, _mm256_set1_epi32(8));
@@ -145,7 +156,8 @@ mod avx2 {
                 let x = xs[r].as_ptr().add(b * BLOCK);
                 // Two short chains rather than one long one: the loop is bound by latency.
                 let t01 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.add(8)), _mm256_mul_ps(w0, _mm256_loadu_ps(x)));
-                let t23 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x.add(24)), _mm256_mul_ps(w2, _mm256_loadu_ps(x.add(16))));
+                let t23 =
+                    _mm256_fmadd_ps(w3, _mm256_loadu_ps(x.add(24)), _mm256_mul_ps(w2, _mm256_loadu_ps(x.add(16))));
                 acc[r] = _mm256_fmadd_ps(d, _mm256_add_ps(t01, t23), acc[r]);
                 if T == Q4_1 {
                     min_acc[r] += *mins.add(b) * *sums[r].as_ptr().add(b);
@@ -174,7 +186,8 @@ mod tests {
     fn products_match_the_dequantised_matrix() {
         let (n, k) = (37, 160);
         for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
-            let t = HostTensor { name: "w".into(), dtype, shape: vec![n, k], bytes: random_blocks(dtype, n, k, 11).into() };
+            let t =
+                HostTensor { name: "w".into(), dtype, shape: vec![n, k], bytes: random_blocks(dtype, n, k, 11).into() };
             let w = QuantMatrix::from_host(&t).unwrap();
             check_products(n, k, &t.to_f32(), |kernel, x| matmul_with(kernel, x, &w), &format!("{dtype:?}"));
         }

@@ -70,7 +70,11 @@ impl QuantMatrix {
     pub(crate) fn block(&self, r: usize, b: usize) -> Block<'_> {
         let i = r * self.blocks_per_row() + b;
         let qb = self.quant_bytes();
-        Block { scale: self.scales[i], min: self.mins.get(i).copied().unwrap_or(0.0), quants: &self.quants[i * qb..(i + 1) * qb] }
+        Block {
+            scale: self.scales[i],
+            min: self.mins.get(i).copied().unwrap_or(0.0),
+            quants: &self.quants[i * qb..(i + 1) * qb],
+        }
     }
 
     /// Writes rows `rows` dequantised to `out` (`rows.len() * cols` values), in parallel on the

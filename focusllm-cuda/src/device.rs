@@ -34,10 +34,8 @@ impl Device {
     /// Opens device `ordinal`.
     pub(crate) fn open(ordinal: usize) -> Result<Device> {
         if !driver_present() {
-            return Err(err(
-                "the CUDA driver library (libcuda.so) was not found: this machine has no NVIDIA driver, \
-                 or it is not on the library search path",
-            ));
+            return Err(err("the CUDA driver library (libcuda.so) was not found: this machine has no NVIDIA driver, \
+                 or it is not on the library search path"));
         }
         if !kernels::nvrtc_present() {
             return Err(err(
@@ -75,11 +73,13 @@ impl Device {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let name = ctx.name().map_err(|e| driver("cannot read the device name", e))?;
-        let compute_capability = ctx.compute_capability().map_err(|e| driver("cannot read the compute capability", e))?;
+        let compute_capability =
+            ctx.compute_capability().map_err(|e| driver("cannot read the compute capability", e))?;
         let attr = |a, what: &str| -> Result<usize> {
             ctx.attribute(a).map(|v| v.max(0) as usize).map_err(|e| driver(&format!("cannot read {what}"), e))
         };
-        let multiprocessors = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, "the multiprocessor count")?;
+        let multiprocessors =
+            attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, "the multiprocessor count")?;
         let max_shared_per_block =
             attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, "the shared memory limit")?;
         let total_memory = ctx.total_mem().map_err(|e| driver("cannot read the device's memory size", e))?;

@@ -43,10 +43,7 @@ pub(crate) fn out_of_memory(what: &str, requested: usize, free_total: Option<(us
         Some((free, total)) => format!("; {} free of {} on the device", human_bytes(free), human_bytes(total)),
         None => String::new(),
     };
-    err(format!(
-        "out of device memory: {what} needs {requested} bytes ({}){have}",
-        human_bytes(requested)
-    ))
+    err(format!("out of device memory: {what} needs {requested} bytes ({}){have}", human_bytes(requested)))
 }
 
 /// Returns `Ok` if `cond`, else a backend error with the message `what()`.

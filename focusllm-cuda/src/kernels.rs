@@ -45,21 +45,19 @@ impl KernelSource {
     /// Names of the kernels the file defines.
     pub fn kernels(self) -> &'static [&'static str] {
         match self {
-            KernelSource::Elementwise => {
-                &[
-                    "embedding_f32",
-                    "embedding_f16",
-                    "embedding_bf16",
-                    "embedding_q8_0",
-                    "embedding_q4_0",
-                    "embedding_q4_1",
-                    "rms_norm",
-                    "rope",
-                    "swiglu",
-                    "add",
-                    "scatter_rows",
-                ]
-            }
+            KernelSource::Elementwise => &[
+                "embedding_f32",
+                "embedding_f16",
+                "embedding_bf16",
+                "embedding_q8_0",
+                "embedding_q4_0",
+                "embedding_q4_1",
+                "rms_norm",
+                "rope",
+                "swiglu",
+                "add",
+                "scatter_rows",
+            ],
             KernelSource::Matmul => &[
                 "linear_gemv_f32",
                 "linear_gemv_f16",
@@ -87,9 +85,10 @@ impl KernelSource {
 
     /// The kernel `{family}_{suffix}` (e.g. `linear_gemv` and `q4_1`), if the file defines it.
     pub fn kernel(self, family: &str, suffix: &str) -> Option<&'static str> {
-        self.kernels().iter().copied().find(|name| {
-            name.strip_prefix(family).and_then(|rest| rest.strip_prefix('_')) == Some(suffix)
-        })
+        self.kernels()
+            .iter()
+            .copied()
+            .find(|name| name.strip_prefix(family).and_then(|rest| rest.strip_prefix('_')) == Some(suffix))
     }
 
     /// The complete translation unit handed to NVRTC.
@@ -166,12 +165,8 @@ pub fn compile(source: KernelSource, arch: &str) -> Result<Ptx, KernelCompileErr
     if named.is_none() {
         options.push(format!("--gpu-architecture={arch}"));
     }
-    let opts = CompileOptions {
-        arch: named,
-        options,
-        name: Some(source.file_name().to_string()),
-        ..Default::default()
-    };
+    let opts =
+        CompileOptions { arch: named, options, name: Some(source.file_name().to_string()), ..Default::default() };
     nvrtc::compile_ptx_with_opts(source.program(), opts).map_err(|e| fail(describe(e)))
 }
 

@@ -150,11 +150,8 @@ impl Backend for CudaBackend {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let host = self
-            .device
-            .stream
-            .clone_dtoh(&x.buf.slice(0..n))
-            .map_err(|e| driver("cannot read a tensor back", e))?;
+        let host =
+            self.device.stream.clone_dtoh(&x.buf.slice(0..n)).map_err(|e| driver("cannot read a tensor back", e))?;
         self.synchronize()?;
         Ok(host)
     }
@@ -183,7 +180,14 @@ impl Backend for CudaBackend {
         self.op_rope(x, positions, table, head_dim)
     }
 
-    fn attention(&self, q: &CudaTensor, k: &CudaTensor, v: &CudaTensor, seqs: &[AttentionSeq], heads: HeadLayout) -> Result<CudaTensor> {
+    fn attention(
+        &self,
+        q: &CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        seqs: &[AttentionSeq],
+        heads: HeadLayout,
+    ) -> Result<CudaTensor> {
         self.op_attention(q, k, v, seqs, heads)
     }
 

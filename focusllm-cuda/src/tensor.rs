@@ -10,7 +10,7 @@ use focusllm_core::DType;
 ///
 /// Cloning shares the device buffer; an in-place write (`scatter_rows`, `append_rows`) copies it
 /// first if it is shared, so clones never see each other's writes. The buffer may hold spare
-/// rows beyond `rows` (capacity doubling for key/value caches). Its shape is known on the host:
+/// rows beyond `rows` (geometric growth by `grown_capacity`, for key/value caches). Its shape is known on the host:
 /// asking for it never touches the GPU.
 #[derive(Clone)]
 pub struct CudaTensor {
@@ -109,6 +109,10 @@ impl CudaWeight {
 
 impl std::fmt::Debug for CudaWeight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CudaWeight").field("rows", &self.rows).field("cols", &self.cols).field("dtype", &self.dtype()).finish()
+        f.debug_struct("CudaWeight")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("dtype", &self.dtype())
+            .finish()
     }
 }

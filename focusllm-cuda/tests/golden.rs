@@ -13,8 +13,7 @@
 mod support;
 
 use focusllm_core::focus::{self, DecodeMode, FocusConfig};
-use focusllm_core::generation::{CancelToken, Control};
-use focusllm_core::{Backend, Error, Pipeline};
+use focusllm_core::{prefill, Backend, CancelToken, Control, Error, Pipeline};
 use focusllm_testdata::conformance::MODEL_TOL;
 use focusllm_testdata::focus_golden::load_tiny_adapter;
 use focusllm_testdata::{fixture_dir, max_abs_diff};
@@ -33,7 +32,7 @@ fn long_input(vocab: usize, n: usize) -> Vec<u32> {
 
 /// FocusLLM prefill and `steps` greedy decode steps; returns every step's logits.
 fn focus_run<B: Backend>(p: &Pipeline<B>, tokens: &[u32], config: &FocusConfig, steps: usize) -> Vec<Vec<f32>> {
-    let (mut decoder, logits) = focus::prefill(p.model(), tokens, config, Control::default()).unwrap();
+    let (mut decoder, logits) = prefill(p.model(), tokens, Some(config), Control::default()).unwrap();
     let mut out = vec![logits];
     for _ in 0..steps {
         let last = out.last().unwrap();
@@ -60,7 +59,14 @@ fn focusllm_engine_matches_cpu_in_every_decode_mode() {
     let c = with_adapter(load(name, cpu()));
     let tokens = long_input(g.model().config().vocab_size, 300);
     for mode in [DecodeMode::Exact, DecodeMode::CachedLocal, DecodeMode::FrozenMemory] {
-        let config = FocusConfig { local_window: 64, chunk_size: 48, query_len: Some(16), decode: mode, chunk_batch: 3, ..Default::default() };
+        let config = FocusConfig {
+            local_window: 64,
+            chunk_size: 48,
+            query_len: Some(16),
+            decode: mode,
+            chunk_batch: 3,
+            ..Default::default()
+        };
         let gl = focus_run(&g, &tokens, &config, 3);
         let cl = focus_run(&c, &tokens, &config, 3);
         for (step, (gl, cl)) in gl.iter().zip(&cl).enumerate() {
@@ -93,10 +99,13 @@ fn an_input_whose_chunk_caches_cannot_fit_is_a_typed_error() {
     // its first batch (an `Error::Cancelled`) instead of running for hours.
     let cancel = CancelToken::new();
     cancel.cancel();
-    let result = focus::prefill(p.model(), &tokens, &config, Control { cancel: Some(cancel), progress: None });
+    let result = prefill(p.model(), &tokens, Some(&config), Control { cancel: Some(cancel), progress: None });
     match result {
         Err(Error::OutOfMemory { what, needed, available }) => {
-            assert!(needed > available && available <= free as u64, "needed {needed}, available {available}, free {free}");
+            assert!(
+                needed > available && available <= free as u64,
+                "needed {needed}, available {available}, free {free}"
+            );
             eprintln!("{n} tokens: out of memory: {what} needs {needed} bytes, {available} available");
         }
         Err(other) => panic!("{n} tokens on a device with {free} bytes free: expected out of memory, got: {other}"),
@@ -111,8 +120,10 @@ fn an_input_whose_chunk_caches_cannot_fit_is_a_typed_error() {
 fn the_cpu_reference_side_runs_without_a_gpu() {
     let c = with_adapter(load("tiny-llama", cpu()));
     let tokens = long_input(c.model().config().vocab_size, 300);
-    let config = FocusConfig { local_window: 64, chunk_size: 48, query_len: Some(16), chunk_batch: 3, ..Default::default() };
-    let plan = focus::plan(&tokens, &config, c.model().config().bos_token_id).expect("the input must take the FocusLLM path");
+    let config =
+        FocusConfig { local_window: 64, chunk_size: 48, query_len: Some(16), chunk_batch: 3, ..Default::default() };
+    let plan =
+        focus::plan(&tokens, &config, c.model().config().bos_token_id).expect("the input must take the FocusLLM path");
     assert!(plan.chunks.len() >= 4, "{} chunks", plan.chunks.len());
     assert_eq!(focus_run(&c, &tokens, &config, 2).len(), 3);
 }

@@ -16,9 +16,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use focusllm_core::focus::{self, DecodeMode, FocusConfig};
-use focusllm_core::generation::Control;
-use focusllm_core::{Backend, Pipeline};
+use focusllm_core::{prefill, Backend, Control, DecodeMode, FocusConfig, Pipeline};
 use focusllm_cpu::{CpuBackend, CpuOptions};
 use support::{cuda, cuda_required, max_abs_diff};
 
@@ -27,7 +25,7 @@ use support::{cuda, cuda_required, max_abs_diff};
 const REL_TOL: f32 = 2e-3;
 
 fn model_path(test: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("FOCUSLLM_MODEL").map(PathBuf::from).or_else(focusllm_core::default_model::find);
+    let path = std::env::var_os("FOCUSLLM_MODEL").map(PathBuf::from).or_else(focusllm::default_model::find);
     if path.is_none() {
         let why = "no model (set FOCUSLLM_MODEL or fetch the default model)";
         let strict = cuda_required() || std::env::var("FOCUSLLM_TEST_STRICT").as_deref() == Ok("1");
@@ -50,9 +48,15 @@ fn margin(v: &[f32]) -> f32 {
 
 /// Prefill then `steps` steps fed `forced` tokens (or greedy ones when `forced` is empty); returns
 /// every step's logits, the tokens fed and the prefill's seconds.
-fn run<B: Backend>(p: &Pipeline<B>, ids: &[u32], config: &FocusConfig, steps: usize, forced: &[u32]) -> (Vec<Vec<f32>>, Vec<u32>, f64) {
+fn run<B: Backend>(
+    p: &Pipeline<B>,
+    ids: &[u32],
+    config: &FocusConfig,
+    steps: usize,
+    forced: &[u32],
+) -> (Vec<Vec<f32>>, Vec<u32>, f64) {
     let start = Instant::now();
-    let (mut decoder, logits) = focus::prefill(p.model(), ids, config, Control::default()).unwrap();
+    let (mut decoder, logits) = prefill(p.model(), ids, Some(config), Control::default()).unwrap();
     let prefill_s = start.elapsed().as_secs_f64();
     let (mut out, mut fed) = (vec![logits], Vec::new());
     for i in 0..steps {
@@ -65,7 +69,13 @@ fn run<B: Backend>(p: &Pipeline<B>, ids: &[u32], config: &FocusConfig, steps: us
 
 /// Runs `ids` on `backend` and on the CPU backend (all cores) and checks every step's logits and
 /// greedy choice.
-fn compare<G: Backend>(test: &str, backend: G, ids_of: impl Fn(&Pipeline<CpuBackend>) -> Vec<u32>, config: &FocusConfig, steps: usize) {
+fn compare<G: Backend>(
+    test: &str,
+    backend: G,
+    ids_of: impl Fn(&Pipeline<CpuBackend>) -> Vec<u32>,
+    config: &FocusConfig,
+    steps: usize,
+) {
     let Some(path) = model_path(test) else { return };
     let c = Pipeline::load(&path, CpuBackend::new(CpuOptions { threads: None }).unwrap())
         .unwrap_or_else(|e| panic!("loading {} on the CPU: {e}", path.display()));
@@ -132,8 +142,7 @@ fn bytes_on_disk(path: &std::path::Path) -> u64 {
 }
 
 /// The weights take about their size on disk on the device: GGUF's quantised blocks stay blocks,
-/// 16-bit weights stay 16-bit (the default model's Q4_1 widened to f32 took 540 MB for its 98 MB
-/// file).
+/// 16-bit weights stay 16-bit (widened to f32, a Q4_1 file would take several times its size).
 #[test]
 fn weights_take_about_their_size_on_disk_on_the_device() {
     let test = "weights on the device";
@@ -148,8 +157,8 @@ fn weights_take_about_their_size_on_disk_on_the_device() {
 }
 
 /// The harness itself (model lookup, teacher forcing, the comparisons) on a machine without a GPU:
-/// the CPU backend on one thread against all cores (the 32K input is left to the GPU run: it takes
-/// minutes on two cores).
+/// the CPU backend on one thread against all cores (the 32K input is left to the GPU run: it is too
+/// slow for a CPU test).
 #[test]
 fn the_harness_runs_on_the_cpu_without_a_gpu() {
     let one_thread = CpuBackend::new(CpuOptions { threads: Some(1) }).unwrap();

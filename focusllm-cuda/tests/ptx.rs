@@ -29,7 +29,11 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
             let ptx = kernels::compile(source, arch).unwrap_or_else(|e| panic!("{e}")).to_src();
             assert!(ptx.contains(&format!(".target {arch}")), "{} for {arch}: wrong target", source.file_name());
             for name in source.kernels() {
-                assert!(ptx.contains(&format!(".entry {name}(")), "{} for {arch}: no kernel `{name}` in the PTX", source.file_name());
+                assert!(
+                    ptx.contains(&format!(".entry {name}(")),
+                    "{} for {arch}: no kernel `{name}` in the PTX",
+                    source.file_name()
+                );
             }
             if source == KernelSource::Matmul {
                 for ty in ["f16", "bf16"] {

@@ -1,9 +1,9 @@
 //! Golden files of the FocusLLM reference (`scripts/focus_reference.py`, in `tests/fixtures/focus`):
 //! per run, the logits after prefill and after each greedy token, and the tokens.
 
-use focusllm_core::focus::{self, CandidateOrder, DecodeMode, FocusConfig};
-use focusllm_core::sampling::argmax;
-use focusllm_core::{Backend, Control, Model, Pipeline, SafetensorsWeights};
+use focusllm_core::{
+    argmax, prefill, Backend, CandidateOrder, Control, DecodeMode, FocusConfig, Model, Pipeline, SafetensorsWeights,
+};
 
 use crate::golden::ids;
 use crate::{fixture_dir, max_abs_diff};
@@ -56,10 +56,15 @@ pub fn golden(name: &str) -> Golden {
             let name = r["name"].as_str().unwrap().to_string();
             let t = tensors.tensor(&name).unwrap();
             let vocab = t.shape()[1];
-            let data: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let data: Vec<f32> =
+                t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             Run {
                 adapter: r["weights"] == "adapter",
-                order: if r["order"] == "sink_first" { CandidateOrder::SinkFirst } else { CandidateOrder::CandidatesFirst },
+                order: if r["order"] == "sink_first" {
+                    CandidateOrder::SinkFirst
+                } else {
+                    CandidateOrder::CandidatesFirst
+                },
                 mode: match r["mode"].as_str().unwrap() {
                     "exact" => DecodeMode::Exact,
                     "cached_local" => DecodeMode::CachedLocal,
@@ -80,7 +85,7 @@ pub fn golden(name: &str) -> Golden {
 /// logits checked against the reference within `tol`; returns the largest difference seen.
 pub fn check_run<B: Backend>(model: &Model<B>, g: &Golden, run: &Run, chunk_batch: usize, tol: f32) -> f32 {
     let config = FocusConfig { decode: run.mode, order: run.order, chunk_batch, ..g.config.clone() };
-    let (mut decoder, mut logits) = focus::prefill(model, &g.ids, &config, Control::default()).unwrap();
+    let (mut decoder, mut logits) = prefill(model, &g.ids, Some(&config), Control::default()).unwrap();
     let mut worst = 0.0f32;
     for step in 0..=run.greedy.len() {
         let d = max_abs_diff(&logits, &run.logits[step]);

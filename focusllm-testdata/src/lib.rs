@@ -6,6 +6,8 @@
 //!   (`scripts/make_tiny_fixtures.py`);
 //! - [`focus_golden`]: the PyTorch reference of the FocusLLM algorithm (`scripts/focus_reference.py`)
 //!   and [`focus_golden::check_run`], which runs the engine against one of its runs;
+//! - [`random_checkpoint`]: model directories of seeded random weights, for the tests and examples
+//!   that need a model of real size where the real weights cannot be had.
 //! - [`conformance`]: the backend conformance suite every backend's tests run (each operation
 //!   against an f64 host implementation, the contract's typed errors, whole models against the
 //!   goldens above), with its shared helpers.
@@ -14,6 +16,7 @@
 pub mod conformance;
 pub mod focus_golden;
 pub mod golden;
+pub mod random_checkpoint;
 
 use std::path::PathBuf;
 

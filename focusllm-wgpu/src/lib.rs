@@ -10,7 +10,7 @@
 //! - Kernels: tiled matrix product with workgroup memory (and a matrix-vector kernel for decode
 //!   steps), fused causal attention with online softmax and GQA over packed sequences, RMSNorm,
 //!   RoPE at given positions, SwiGLU, embedding lookup, residual sum; row gathers, scatters and
-//!   appends are buffer copies (appends grow capacity by doubling).
+//!   appends are buffer copies (capacity grows by an eighth, `grown_capacity`).
 //! - Memory: activation buffers come from a pool and return to it when the last handle drops.
 //! - Errors: no adapter, shape mismatches and errors wgpu reports come back as
 //!   [`focusllm_core::Error::Backend`] with `backend: "wgpu"`.

@@ -158,10 +158,13 @@ fn convert<'a>(t: &'a HostTensor<'_>, to: WeightType) -> Converted<'a> {
             DType::BF16 => {
                 b.chunks_exact(2).map(|c| f16::from_f32(bf16::from_le_bytes([c[0], c[1]]).to_f32()).to_bits()).collect()
             }
-            DType::F32 => {
-                b.chunks_exact(4).map(|c| f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits()).collect()
+            DType::F32 => b
+                .chunks_exact(4)
+                .map(|c| f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits())
+                .collect(),
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
+                t.to_f32().into_iter().map(|x| f16::from_f32(x).to_bits()).collect()
             }
-            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => t.to_f32().into_iter().map(|x| f16::from_f32(x).to_bits()).collect(),
         }),
     }
 }

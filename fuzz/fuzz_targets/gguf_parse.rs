@@ -3,8 +3,8 @@
 //! and tensor reading (dequantisation and the q/k un-permutation) under Hugging Face names.
 #![no_main]
 
-use focusllm_core::gguf::{ChatMessage, GgufFile};
-use focusllm_core::WeightSource;
+use focusllm_core::gguf::GgufFile;
+use focusllm_core::{ChatMessage, WeightSource};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

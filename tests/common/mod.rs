@@ -22,8 +22,13 @@ pub fn load(name: &str) -> Pipeline<CpuBackend> {
 pub fn default_model(test: &str) -> Option<PathBuf> {
     let found = focusllm::default_model::find();
     if found.is_none() {
-        skip_or_fail(test, &format!("the default model is not cached at {} (run scripts/fetch_model.sh)",
-            focusllm::default_model::cached_path().display()));
+        skip_or_fail(
+            test,
+            &format!(
+                "the default model is not cached at {} (run scripts/fetch_model.sh)",
+                focusllm::default_model::cached_path().display()
+            ),
+        );
     }
     found
 }

@@ -32,8 +32,8 @@ pub enum DecodeMode {
 }
 
 impl DecodeMode {
-    /// Parses the names used on command lines: `exact`, `cached-local` (or `cached`), `frozen`,
-    /// `min-entropy` (or `entropy`).
+    /// Parses the names used on command lines: `exact`, `cached-local` (or `cached`), `frozen`
+    /// (or `frozen-memory`), `min-entropy` (or `entropy`), `retrieve`.
     pub fn parse(text: &str) -> Result<Self> {
         match text {
             "exact" => Ok(DecodeMode::Exact),
@@ -191,7 +191,11 @@ impl FocusConfig {
             return bad("candidates_per_chunk", self.candidates_per_chunk, "must be between 1 and query_len");
         }
         if self.candidates_per_chunk > 1 && self.decode != DecodeMode::FrozenMemory {
-            return bad("candidates_per_chunk", self.candidates_per_chunk, "more than one candidate needs the frozen decode mode");
+            return bad(
+                "candidates_per_chunk",
+                self.candidates_per_chunk,
+                "more than one candidate needs the frozen decode mode",
+            );
         }
         Ok(())
     }
@@ -203,7 +207,13 @@ mod tests {
 
     #[test]
     fn mode_names_round_trip() {
-        for mode in [DecodeMode::Exact, DecodeMode::CachedLocal, DecodeMode::FrozenMemory, DecodeMode::MinEntropy, DecodeMode::Retrieve] {
+        for mode in [
+            DecodeMode::Exact,
+            DecodeMode::CachedLocal,
+            DecodeMode::FrozenMemory,
+            DecodeMode::MinEntropy,
+            DecodeMode::Retrieve,
+        ] {
             assert_eq!(DecodeMode::parse(mode.name()).unwrap(), mode);
         }
         assert_eq!(DecodeMode::parse("cached").unwrap(), DecodeMode::CachedLocal);

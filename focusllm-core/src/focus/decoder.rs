@@ -1,8 +1,10 @@
-//! The FocusLLM prefill's local forward and the four decode modes, each a [`Decoder`].
+//! The FocusLLM prefill's local forward and [`FocusDecoder`], the [`Decoder`] of every mode but
+//! `Retrieve` (which decodes plainly).
 
 use crate::backend::Backend;
+use crate::control::{Control, Progress};
+use crate::decode::Decoder;
 use crate::error::{Error, Result};
-use crate::generation::{Control, Decoder};
 use crate::model::{KvCache, LogitsFor, Model, SeqInput};
 
 use super::config::{CandidateOrder, DecodeMode, FocusConfig};
@@ -130,7 +132,11 @@ fn check_memory<B: Backend>(model: &Model<B>, chunks: &[&[u32]], plan: &Plan, mo
     let needed = tokens * per_token;
     match model.backend().memory_available() {
         Some(available) if needed > available => Err(Error::OutOfMemory {
-            what: format!("the raw key/value caches of {} chunks ({} decoding; the frozen mode keeps none)", chunks.len(), mode.name()),
+            what: format!(
+                "the raw key/value caches of {} chunks ({} decoding; the frozen mode keeps none)",
+                chunks.len(),
+                mode.name()
+            ),
             needed,
             available,
         }),
@@ -148,7 +154,7 @@ enum State<B: Backend> {
 }
 
 /// Generation after a FocusLLM prefill, in the configured [`DecodeMode`].
-pub struct FocusDecoder<'a, B: Backend> {
+pub(crate) struct FocusDecoder<'a, B: Backend> {
     model: &'a Model<B>,
     config: FocusConfig,
     prefix_len: usize,
@@ -201,23 +207,25 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
                 (State::Exact { candidates, chunk_caches, of, local_tokens: plan.local_tokens.clone() }, logits)
             }
             DecodeMode::CachedLocal => {
-                let (local, logits, at) = local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
+                let (local, logits, at) =
+                    local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
                 (State::CachedLocal { chunk_caches, of, local, candidates_at: at }, logits)
             }
             DecodeMode::FrozenMemory => {
-                let (local, logits, _) = local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
+                let (local, logits, _) =
+                    local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
                 (State::Frozen { local }, logits)
             }
             DecodeMode::Retrieve => {
                 return Err(Error::InvalidOption {
                     name: "decode",
                     value: mode.name().to_string(),
-                    reason: "reading by retrieval decodes plainly; start it with focus::prefill",
+                    reason: "reading by retrieval decodes plainly; start it with prefill",
                 })
             }
         };
         let total = spec.chunks.len() + 1;
-        control.report(crate::generation::Progress::Prefill { done: total, total });
+        control.report(Progress::Prefill { done: total, total });
         let prev = *tokens.last().expect("a planned input is not empty");
         Ok((FocusDecoder { model, config: config.clone(), prefix_len, control, prev, state }, logits))
     }
@@ -231,9 +239,11 @@ impl<B: Backend> Decoder for FocusDecoder<'_, B> {
         let prev = std::mem::replace(&mut self.prev, token);
         match &mut self.state {
             State::Exact { candidates, chunk_caches, of, local_tokens } => {
-                *candidates = per_chunk(refresh_candidates(model, chunk_caches, prev, token, batch, &self.control)?, of);
+                *candidates =
+                    per_chunk(refresh_candidates(model, chunk_caches, prev, token, batch, &self.control)?, of);
                 local_tokens.push(token);
-                let (_, logits, _) = local_forward(model, candidates, local_tokens, self.prefix_len, self.config.order)?;
+                let (_, logits, _) =
+                    local_forward(model, candidates, local_tokens, self.prefix_len, self.config.order)?;
                 Ok(logits)
             }
             State::CachedLocal { chunk_caches, of, local, candidates_at } => {
@@ -253,7 +263,12 @@ impl<B: Backend> Decoder for FocusDecoder<'_, B> {
                     }
                     let mut inputs: Vec<SeqInput<'_, B>> = group
                         .iter_mut()
-                        .map(|cache| SeqInput { tokens: &tokens, cache: &mut **cache, candidates: 0, logits: LogitsFor::Last })
+                        .map(|cache| SeqInput {
+                            tokens: &tokens,
+                            cache: &mut **cache,
+                            candidates: 0,
+                            logits: LogitsFor::Last,
+                        })
                         .collect();
                     all.extend(model.forward(&mut inputs)?.into_iter().map(|l| l.data));
                 }

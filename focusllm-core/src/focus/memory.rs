@@ -2,8 +2,8 @@
 //! token's keys/values become the chunk's memory.
 
 use crate::backend::Backend;
+use crate::control::{Control, Progress};
 use crate::error::{Error, Result};
-use crate::generation::{Control, Progress};
 use crate::model::{KvCache, LogitsFor, Model, SeqInput};
 
 /// What condensing keeps of the chunks.
@@ -32,7 +32,11 @@ pub(crate) struct CondenseSpec<'p> {
     pub batch: usize,
 }
 
-pub(crate) fn condense<B: Backend>(model: &Model<B>, spec: &CondenseSpec<'_>, control: &Control) -> Result<Condensed<B>> {
+pub(crate) fn condense<B: Backend>(
+    model: &Model<B>,
+    spec: &CondenseSpec<'_>,
+    control: &Control,
+) -> Result<Condensed<B>> {
     let total = spec.chunks.len();
     let mut out = Condensed { candidates: Vec::new(), chunk_caches: Vec::new(), last_logits: Vec::new() };
     let inputs: Vec<Vec<u32>> = spec.chunks.iter().map(|c| [*c, spec.query].concat()).collect();

@@ -1,6 +1,7 @@
 //! The FocusLLM engine (docs/algorithm.md), written once over [`Backend`]: the chunk scheduler, dynamic
 //! condensing of memory chunks into candidate tokens in batched forwards, the local forward with
-//! the candidates in front, and the decode modes.
+//! the candidates in front, and the decode modes. A read starts from [`crate::prefill`], which
+//! hands an input to the engine when [`plan`] finds memory to condense.
 
 mod config;
 mod decoder;
@@ -10,39 +11,40 @@ mod schedule;
 
 pub use config::{CandidateOrder, DecodeMode, FocusConfig, Prefix, ANSWER_ROOM};
 pub use retrieve::{score_chunks, select_chunks};
-pub use decoder::FocusDecoder;
 pub use schedule::{plan, Plan};
 
 use crate::backend::Backend;
+use crate::control::Control;
+use crate::decode::Decoder;
 use crate::error::{Error, Result};
-use crate::generation::{Control, Decoder, PlainDecoder};
 use crate::model::Model;
+use decoder::FocusDecoder;
 
-/// Prefills `tokens` with FocusLLM when they reach the threshold, plain attention otherwise, and
-/// returns the decoder for the rest of generation with the logits of the last input position.
-pub fn prefill<'a, B: Backend>(
-    model: &'a Model<B>,
-    tokens: &[u32],
-    config: &FocusConfig,
-    control: Control,
-) -> Result<(Box<dyn Decoder + Send + 'a>, Vec<f32>)> {
+/// Checks `config` and every id of `tokens`, then plans their FocusLLM read: `None` when the
+/// input is to be read with plain attention (see [`plan`]).
+pub(crate) fn checked_plan<B: Backend>(model: &Model<B>, tokens: &[u32], config: &FocusConfig) -> Result<Option<Plan>> {
     config.validate()?;
     if tokens.is_empty() {
         return Err(Error::EmptyInput { what: "the prompt" });
     }
     model.check_tokens(tokens)?;
-    match plan(tokens, config, model.config().bos_token_id) {
-        Some(plan) if config.decode == DecodeMode::Retrieve => {
-            let (decoder, logits) = retrieve::prefill(model, tokens, &plan, config, &control)?;
-            Ok((Box::new(decoder), logits))
-        }
-        Some(plan) => {
-            let (decoder, logits) = FocusDecoder::prefill(model, tokens, &plan, config, control)?;
-            Ok((Box::new(decoder), logits))
-        }
-        None => {
-            let (decoder, logits) = PlainDecoder::prefill_with(model, tokens, &control)?;
-            Ok((Box::new(decoder), logits))
-        }
+    Ok(plan(tokens, config, model.config().bos_token_id))
+}
+
+/// Reads `tokens` with FocusLLM as `plan` lays them out, in the configured decode mode (by
+/// retrieval, or condensing the chunks into candidates), and returns the decoder for the rest of
+/// generation with the logits of the last input position.
+pub(crate) fn read<'a, B: Backend>(
+    model: &'a Model<B>,
+    tokens: &[u32],
+    plan: &Plan,
+    config: &FocusConfig,
+    control: Control,
+) -> Result<(Box<dyn Decoder + Send + 'a>, Vec<f32>)> {
+    if config.decode == DecodeMode::Retrieve {
+        let (decoder, logits) = retrieve::prefill(model, tokens, plan, config, &control)?;
+        return Ok((Box::new(decoder), logits));
     }
+    let (decoder, logits) = FocusDecoder::prefill(model, tokens, plan, config, control)?;
+    Ok((Box::new(decoder), logits))
 }

@@ -3,8 +3,9 @@
 //! full with plain attention (docs/algorithm.md, "Reading by retrieval").
 
 use crate::backend::Backend;
+use crate::control::{Control, Progress};
+use crate::decode::PlainDecoder;
 use crate::error::{Error, Result};
-use crate::generation::{Control, PlainDecoder, Progress};
 use crate::model::{LogitsFor, Model, SeqInput};
 
 use super::config::{FocusConfig, ANSWER_ROOM};
@@ -96,7 +97,12 @@ pub fn select_chunks(lengths: &[usize], scores: &[f64], local_len: usize, budget
 /// The ranges of the input that the read holds: each chosen chunk widened by `margin` tokens on
 /// both sides (not before the input, not into the local context that starts at `end`), with
 /// overlapping or touching ranges merged.
-fn margined(chunks: &[std::ops::Range<usize>], chosen: &[usize], margin: usize, end: usize) -> Vec<std::ops::Range<usize>> {
+fn margined(
+    chunks: &[std::ops::Range<usize>],
+    chosen: &[usize],
+    margin: usize,
+    end: usize,
+) -> Vec<std::ops::Range<usize>> {
     let mut out: Vec<std::ops::Range<usize>> = Vec::new();
     for &c in chosen {
         let r = chunks[c].start.saturating_sub(margin)..(chunks[c].end + margin).min(end);
@@ -117,10 +123,11 @@ pub(crate) fn prefill<'a, B: Backend>(
     config: &FocusConfig,
     control: &Control,
 ) -> Result<(PlainDecoder<'a, B>, Vec<f32>)> {
-    let budget = config.read_budget.unwrap_or_else(|| model.config().max_position_embeddings.saturating_sub(ANSWER_ROOM));
+    let budget =
+        config.read_budget.unwrap_or_else(|| model.config().max_position_embeddings.saturating_sub(ANSWER_ROOM));
     if tokens.len() <= budget {
         // Everything fits: the read is the whole input, and scoring would choose nothing away.
-        return PlainDecoder::prefill_with(model, tokens, control);
+        return PlainDecoder::prefill(model, tokens, control);
     }
     let all: Vec<&[u32]> = plan.chunks.iter().map(|r| &tokens[r.clone()]).collect();
     let (distinct, of) = distinct_chunks(&all, config.share_identical_chunks);
@@ -128,7 +135,8 @@ pub(crate) fn prefill<'a, B: Backend>(
     let distinct_scores = score_chunks(model, &run, &plan.query, config.chunk_batch, control)?;
     let scores: Vec<f64> = of.iter().map(|&d| distinct_scores[d]).collect();
     let margin = config.read_margin;
-    let lengths: Vec<usize> = all.iter().enumerate().map(|(c, r)| r.len() + if c > 0 { 2 * margin } else { margin }).collect();
+    let lengths: Vec<usize> =
+        all.iter().enumerate().map(|(c, r)| r.len() + if c > 0 { 2 * margin } else { margin }).collect();
     let local = &tokens[plan.local.clone()];
     let chosen = select_chunks(&lengths, &scores, local.len(), budget);
     let read: Vec<u32> = margined(&plan.chunks, &chosen, margin, plan.local.start)
@@ -139,7 +147,8 @@ pub(crate) fn prefill<'a, B: Backend>(
     if control.cancelled() {
         return Err(Error::Cancelled);
     }
-    let (decoder, logits) = PlainDecoder::prefill_with(model, &read, &Control { cancel: control.cancel.clone(), progress: None })?;
+    let (decoder, logits) =
+        PlainDecoder::prefill(model, &read, &Control { cancel: control.cancel.clone(), progress: None })?;
     let total = plan.chunks.len() + 1;
     control.report(Progress::Prefill { done: total, total });
     Ok((decoder, logits))

@@ -112,6 +112,8 @@ fn rope_scaling(keys: &MetaKeys<'_>, arch: &str) -> Result<RopeScaling> {
         }
         (Some("linear"), None, None) => Err(Error::GgufMissingKey { path: keys.path.to_path_buf(), key: factor_key }),
         (Some("linear"), Some(f), _) | (None, _, Some(f)) => Err(keys.wrong(&factor_key, "a positive factor", &f)),
-        (Some(other), _, _) => Err(keys.wrong(&type_key, "none or linear (other RoPE scalings are not supported)", &other)),
+        (Some(other), _, _) => {
+            Err(keys.wrong(&type_key, "none or linear (other RoPE scalings are not supported)", &other))
+        }
     }
 }

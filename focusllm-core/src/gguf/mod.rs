@@ -18,10 +18,10 @@
 //! interleaved for GPT-J-style RoPE; this crate's model (like transformers) rotates the two halves
 //! of a head, so those tensors are permuted back on load.
 
-pub mod config;
+mod config;
 pub mod names;
-pub mod reader;
-pub mod tokenizer;
+mod reader;
+mod tokenizer;
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -31,9 +31,10 @@ use memmap2::Mmap;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::weights::{DType, HostTensor, WeightSource};
+use crate::quant::DType;
+use crate::weights::{HostTensor, WeightSource};
 
-pub use crate::chat_template::{ChatMessage, ChatTemplate};
+use crate::chat_template::ChatTemplate;
 pub use reader::{GgmlType, GgufHeader, MetaValue, TensorInfo};
 
 /// The bytes of a GGUF file: a read-only memory map, or a buffer held in memory.
@@ -236,7 +237,9 @@ impl WeightSource for GgufFile {
                 let rows = shape.first().copied().unwrap_or(1);
                 Cow::Owned(unpermute_rows(data, rows, heads).ok_or_else(|| Error::GgufInvalid {
                     path: self.path.clone(),
-                    reason: format!("tensor `{gguf_name}`: {rows} rows cannot be split into {heads} heads of even width"),
+                    reason: format!(
+                        "tensor `{gguf_name}`: {rows} rows cannot be split into {heads} heads of even width"
+                    ),
                 })?)
             }
             None => Cow::Borrowed(data),
@@ -271,7 +274,9 @@ impl<'a> MetaKeys<'a> {
     }
 
     fn require(&self, key: &str) -> Result<&'a MetaValue> {
-        self.header.get(key).ok_or_else(|| Error::GgufMissingKey { path: self.path.to_path_buf(), key: key.to_string() })
+        self.header
+            .get(key)
+            .ok_or_else(|| Error::GgufMissingKey { path: self.path.to_path_buf(), key: key.to_string() })
     }
 
     fn mismatch(&self, key: &str, expected: &str, v: &MetaValue) -> Error {
@@ -333,13 +338,19 @@ impl<'a> MetaKeys<'a> {
     pub(crate) fn string_array(&self, key: &str) -> Result<Vec<&'a str>> {
         let expected = "array of string";
         let items = self.array(key, expected)?;
-        items.iter().map(|x| x.as_str().ok_or_else(|| self.wrong(key, expected, &format!("array of {}", x.type_name())))).collect()
+        items
+            .iter()
+            .map(|x| x.as_str().ok_or_else(|| self.wrong(key, expected, &format!("array of {}", x.type_name()))))
+            .collect()
     }
 
     pub(crate) fn int_array(&self, key: &str) -> Result<Vec<i64>> {
         let expected = "array of integers";
         let items = self.array(key, expected)?;
-        items.iter().map(|x| x.as_i64().ok_or_else(|| self.wrong(key, expected, &format!("array of {}", x.type_name())))).collect()
+        items
+            .iter()
+            .map(|x| x.as_i64().ok_or_else(|| self.wrong(key, expected, &format!("array of {}", x.type_name()))))
+            .collect()
     }
 
     pub(crate) fn float_array(&self, key: &str) -> Result<Vec<f32>> {
@@ -347,7 +358,11 @@ impl<'a> MetaKeys<'a> {
         let items = self.array(key, expected)?;
         items
             .iter()
-            .map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| self.wrong(key, expected, &format!("array of {}", x.type_name()))))
+            .map(|x| {
+                x.as_f64()
+                    .map(|f| f as f32)
+                    .ok_or_else(|| self.wrong(key, expected, &format!("array of {}", x.type_name())))
+            })
             .collect()
     }
 }

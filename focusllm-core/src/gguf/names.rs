@@ -15,11 +15,8 @@ const LAYER_PARTS: &[(&str, &str)] = &[
 ];
 
 /// Whole-model parts: (GGUF stem, Hugging Face stem).
-const GLOBAL_PARTS: &[(&str, &str)] = &[
-    ("token_embd", "model.embed_tokens"),
-    ("output_norm", "model.norm"),
-    ("output", "lm_head"),
-];
+const GLOBAL_PARTS: &[(&str, &str)] =
+    &[("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")];
 
 fn split_suffix(name: &str) -> Option<(&str, &str)> {
     let dot = name.rfind('.')?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::weights::DType;
+use crate::quant::DType;
 
 /// The default alignment of the tensor data section and of every tensor in it.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -347,8 +347,8 @@ impl GgufHeader {
         }
 
         let file_len = bytes.len() as u64;
-        let data_offset = align_up(r.pos as u64, alignment)
-            .ok_or_else(|| r.invalid("data section offset overflows".into()))?;
+        let data_offset =
+            align_up(r.pos as u64, alignment).ok_or_else(|| r.invalid("data section offset overflows".into()))?;
         let mut tensors = Vec::with_capacity(raw.len());
         for (name, dims, ggml_type, offset) in raw {
             let Some((block_elems, block_bytes)) = ggml_type.block() else {
@@ -370,7 +370,9 @@ impl GgufHeader {
                 )));
             }
             if offset % alignment != 0 {
-                return Err(r.invalid(format!("tensor `{name}`: offset {offset} is not a multiple of the alignment {alignment}")));
+                return Err(r.invalid(format!(
+                    "tensor `{name}`: offset {offset} is not a multiple of the alignment {alignment}"
+                )));
             }
             let size = (count / block_elems).checked_mul(block_bytes);
             let start = data_offset.checked_add(offset);

@@ -40,7 +40,8 @@ const TOKEN_USER_DEFINED: i64 = 4;
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Qwen2's split (llama.cpp `qwen2`, `deepseek-r1-qwen`).
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// How a byte-level vocabulary splits text before BPE, by `tokenizer.ggml.pre`.
 fn byte_level_pre_tokenizer(keys: &MetaKeys<'_>, pre: Option<&str>) -> Result<PreTokenizerWrapper> {
@@ -141,7 +142,11 @@ pub(crate) fn build(keys: &MetaKeys<'_>) -> Result<tokenizers::Tokenizer> {
         "gpt2" => true,
         "llama" => false,
         other => {
-            return Err(tok_error(keys, model_key, format!("unsupported tokenizer model `{other}` (supported: gpt2, llama)")));
+            return Err(tok_error(
+                keys,
+                model_key,
+                format!("unsupported tokenizer model `{other}` (supported: gpt2, llama)"),
+            ));
         }
     };
 
@@ -165,28 +170,44 @@ pub(crate) fn build(keys: &MetaKeys<'_>) -> Result<tokenizers::Tokenizer> {
             for (i, m) in list.iter().enumerate() {
                 let pair = m.split_once(' ').filter(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains(' '));
                 let Some((a, b)) = pair else {
-                    return Err(tok_error(keys, "tokenizer.ggml.merges", format!("merge #{i} `{m}` is not two tokens separated by a space")));
+                    return Err(tok_error(
+                        keys,
+                        "tokenizer.ggml.merges",
+                        format!("merge #{i} `{m}` is not two tokens separated by a space"),
+                    ));
                 };
                 for part in [a, b, &format!("{a}{b}")] {
                     if !vocab.contains_key(part) {
-                        return Err(tok_error(keys, "tokenizer.ggml.merges", format!("merge #{i} `{m}` names `{part}`, which is not in the vocabulary")));
+                        return Err(tok_error(
+                            keys,
+                            "tokenizer.ggml.merges",
+                            format!("merge #{i} `{m}` names `{part}`, which is not in the vocabulary"),
+                        ));
                     }
                 }
                 out.push((a.to_string(), b.to_string()));
             }
             out
         }
-        (None, true) => return Err(Error::GgufMissingKey { path: keys.path.to_path_buf(), key: "tokenizer.ggml.merges".into() }),
+        (None, true) => {
+            return Err(Error::GgufMissingKey { path: keys.path.to_path_buf(), key: "tokenizer.ggml.merges".into() })
+        }
         (None, false) => {
             let Some(scores) = &scores else {
-                return Err(Error::GgufMissingKey { path: keys.path.to_path_buf(), key: "tokenizer.ggml.scores".into() });
+                return Err(Error::GgufMissingKey {
+                    path: keys.path.to_path_buf(),
+                    key: "tokenizer.ggml.scores".into(),
+                });
             };
             merges_from_scores(&spelled, scores, &vocab)
         }
     };
 
     let bpe = BPE::builder()
-        .vocab_and_merges(vocab.iter().map(|(k, &v)| (k.clone(), v)).collect::<tokenizers::models::bpe::Vocab>(), merges)
+        .vocab_and_merges(
+            vocab.iter().map(|(k, &v)| (k.clone(), v)).collect::<tokenizers::models::bpe::Vocab>(),
+            merges,
+        )
         .byte_fallback(!byte_level)
         .fuse_unk(!byte_level)
         .build()
@@ -221,7 +242,9 @@ pub(crate) fn build(keys: &MetaKeys<'_>) -> Result<tokenizers::Tokenizer> {
             .filter(|(t, &ty)| ty == TOKEN_CONTROL && (!byte_level || t.chars().all(in_byte_alphabet)) && !t.is_empty())
             .map(|(t, _)| AddedToken::from(t.to_string(), true).normalized(false))
             .collect();
-        tokenizer.add_special_tokens(control).map_err(|e| tok_error(keys, "tokenizer.ggml.token_type", e.to_string()))?;
+        tokenizer
+            .add_special_tokens(control)
+            .map_err(|e| tok_error(keys, "tokenizer.ggml.token_type", e.to_string()))?;
         let user: Vec<AddedToken> = tokens
             .iter()
             .zip(types)
@@ -237,7 +260,9 @@ pub(crate) fn build(keys: &MetaKeys<'_>) -> Result<tokenizers::Tokenizer> {
     let add_eos = keys.opt_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
     let mut single = Vec::new();
     let mut special = Vec::new();
-    for (add, name, key) in [(add_bos, "bos", "tokenizer.ggml.bos_token_id"), (add_eos, "eos", "tokenizer.ggml.eos_token_id")] {
+    for (add, name, key) in
+        [(add_bos, "bos", "tokenizer.ggml.bos_token_id"), (add_eos, "eos", "tokenizer.ggml.eos_token_id")]
+    {
         if !add {
             continue;
         }

@@ -53,7 +53,7 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Builds a cache from per-layer keys/values holding `len` tokens each (e.g. FocusLLM candidates).
-    pub fn from_layers(layers: Vec<LayerKv<B>>, len: usize) -> Self {
+    pub(crate) fn from_layers(layers: Vec<LayerKv<B>>, len: usize) -> Self {
         KvCache { layers: layers.into_iter().map(Some).collect(), len }
     }
 }
@@ -94,7 +94,7 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Concatenates caches along the sequence (e.g. the candidates of every chunk).
-    pub fn concat(backend: &B, parts: &[&KvCache<B>]) -> Result<KvCache<B>> {
+    pub(crate) fn concat(backend: &B, parts: &[&KvCache<B>]) -> Result<KvCache<B>> {
         let backend = Checked::new(backend);
         let Some(first) = parts.first() else { return Err(cache_error("concatenating no caches".into())) };
         let layers = first.layers.len();
@@ -104,15 +104,17 @@ impl<B: Backend> KvCache<B> {
         }
         let mut out = Vec::with_capacity(layers);
         for l in 0..layers {
-            let ks: Vec<_> = filled.iter().map(|f| RowSlice { tensor: &f[l].k, rows: 0..backend.dims(&f[l].k).0 }).collect();
-            let vs: Vec<_> = filled.iter().map(|f| RowSlice { tensor: &f[l].v, rows: 0..backend.dims(&f[l].v).0 }).collect();
+            let ks: Vec<_> =
+                filled.iter().map(|f| RowSlice { tensor: &f[l].k, rows: 0..backend.dims(&f[l].k).0 }).collect();
+            let vs: Vec<_> =
+                filled.iter().map(|f| RowSlice { tensor: &f[l].v, rows: 0..backend.dims(&f[l].v).0 }).collect();
             out.push(LayerKv { k: backend.gather_rows(&ks)?, v: backend.gather_rows(&vs)? });
         }
         Ok(KvCache::from_layers(out, parts.iter().map(|c| c.len).sum()))
     }
 
     /// Appends the tokens of `other` after this cache's.
-    pub fn extend(&mut self, backend: &B, other: &KvCache<B>) -> Result<()> {
+    pub(crate) fn extend(&mut self, backend: &B, other: &KvCache<B>) -> Result<()> {
         let backend = Checked::new(backend);
         if self.len == 0 {
             *self = other.clone();
@@ -133,7 +135,7 @@ impl<B: Backend> KvCache<B> {
 
     /// Overwrites tokens `start..start + other.len()` with those of `other` (FocusLLM's cached-local
     /// decoding refreshes the candidates at the front of the local cache this way).
-    pub fn overwrite(&mut self, backend: &B, start: usize, other: &KvCache<B>) -> Result<()> {
+    pub(crate) fn overwrite(&mut self, backend: &B, start: usize, other: &KvCache<B>) -> Result<()> {
         let backend = Checked::new(backend);
         if start + other.len > self.len {
             return Err(cache_error(format!("overwrite {}..{} of {} tokens", start, start + other.len, self.len)));

@@ -2,9 +2,9 @@
 //! configuration before anything is uploaded to the device.
 
 use crate::backend::Backend;
+use crate::check::Checked;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::check::Checked;
 use crate::model::{Attention, CandidateLinear, CandidateProjections, Layer, Linear, Mlp, Model, RopeTable};
 use crate::weights::WeightSource;
 
@@ -141,7 +141,10 @@ fn candidate_linear<B: Backend>(
             if b != [out, rank] {
                 return Err(Error::TensorShape { name: b_name, expected: vec![out, rank], found: b });
             }
-            Ok(Some(CandidateLinear::LowRank { a: upload(backend, source, &a_name)?, b: upload(backend, source, &b_name)? }))
+            Ok(Some(CandidateLinear::LowRank {
+                a: upload(backend, source, &a_name)?,
+                b: upload(backend, source, &b_name)?,
+            }))
         }
         (None, Some(_), None) => Err(missing(b_name)),
         (None, None, Some(_)) => Err(missing(a_name)),

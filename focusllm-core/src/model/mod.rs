@@ -18,7 +18,7 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
 /// A projection `x @ W^T + b` resident on the backend.
-pub struct Linear<B: Backend> {
+pub(crate) struct Linear<B: Backend> {
     /// `[out, in]` weight.
     pub weight: B::Weight,
     /// Optional `[out]` bias.
@@ -32,7 +32,7 @@ impl<B: Backend> Linear<B> {
 }
 
 /// The attention projections of one layer.
-pub struct Attention<B: Backend> {
+pub(crate) struct Attention<B: Backend> {
     /// Query projection.
     pub q: Linear<B>,
     /// Key projection.
@@ -44,7 +44,7 @@ pub struct Attention<B: Backend> {
 }
 
 /// The SwiGLU MLP of one layer.
-pub struct Mlp<B: Backend> {
+pub(crate) struct Mlp<B: Backend> {
     /// Gate projection (through SiLU).
     pub gate: Linear<B>,
     /// Up projection.
@@ -54,7 +54,7 @@ pub struct Mlp<B: Backend> {
 }
 
 /// One candidate projection: a matrix of its own, or the ordinary projection plus a low-rank delta.
-pub enum CandidateLinear<B: Backend> {
+pub(crate) enum CandidateLinear<B: Backend> {
     /// A full `beacon_*_proj.weight` (and bias), as a trained FocusLLM checkpoint ships it.
     Full(Linear<B>),
     /// The ordinary projection plus `lora_b · lora_a`, as the project's trainer exports it; applied
@@ -69,7 +69,7 @@ pub enum CandidateLinear<B: Backend> {
 
 /// FocusLLM's candidate projections of one layer; `None` means "same as the ordinary one"
 /// (training-free mode, with no memory duplicated).
-pub struct CandidateProjections<B: Backend> {
+pub(crate) struct CandidateProjections<B: Backend> {
     /// `beacon_q_proj`.
     pub q: Option<CandidateLinear<B>>,
     /// `beacon_k_proj`.
@@ -91,7 +91,7 @@ impl<B: Backend> Default for CandidateProjections<B> {
 }
 
 /// One decoder layer.
-pub struct Layer<B: Backend> {
+pub(crate) struct Layer<B: Backend> {
     /// RMSNorm before attention.
     pub input_norm: B::Weight,
     /// RMSNorm before the MLP.
@@ -125,7 +125,7 @@ pub struct SeqInput<'a, B: Backend> {
     /// The sequence's cache: read as the past, and the new tokens' keys/values appended to it.
     pub cache: &'a mut KvCache<B>,
     /// How many of the trailing new tokens are candidate tokens (use the candidate projections);
-    /// FocusLLM uses 1, ordinary forwards 0.
+    /// FocusLLM chunk forwards use one or more, ordinary forwards 0.
     pub candidates: usize,
     /// Which positions' logits to return.
     pub logits: LogitsFor,
@@ -199,11 +199,6 @@ impl<B: Backend> Model<B> {
     /// The backend behind the contract's checks, as the model calls it.
     pub(crate) fn checked(&self) -> Checked<'_, B> {
         Checked::new(&self.backend)
-    }
-
-    /// The decoder layers.
-    pub fn layers(&self) -> &[Layer<B>] {
-        &self.layers
     }
 
     /// An empty cache sized for this model.

@@ -83,7 +83,10 @@ impl CudaBackend {
         let function = self.modules.function("attention")?;
         if shared > DEFAULT_SHARED {
             check(shared <= self.device.max_shared_per_block, || {
-                format!("attention: head_dim {hd} needs {shared} bytes of shared memory, the device allows {}", self.device.max_shared_per_block)
+                format!(
+                    "attention: head_dim {hd} needs {shared} bytes of shared memory, the device allows {}",
+                    self.device.max_shared_per_block
+                )
             })?;
             function
                 .set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
@@ -92,7 +95,10 @@ impl CudaBackend {
         let tiles_dev = self.upload("attention tiles", &tiles)?;
         let partial = if splits > 1 {
             let slots = splits * q.rows * h.num_heads;
-            Some((self.alloc::<f32>("attention partial sums", slots * hd)?, self.alloc::<f32>("attention partial maxima", slots * 2)?))
+            Some((
+                self.alloc::<f32>("attention partial sums", slots * hd)?,
+                self.alloc::<f32>("attention partial maxima", slots * 2)?,
+            ))
         } else {
             None
         };

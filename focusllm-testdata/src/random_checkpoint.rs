@@ -13,9 +13,7 @@ use std::path::Path;
 use half::{bf16, f16};
 use serde_json::json;
 
-use crate::config::ModelConfig;
-use crate::error::{Error, Result};
-use crate::weights::DType;
+use focusllm_core::{DType, Error, ModelConfig, Result};
 
 /// Writes `config.json` and `model.safetensors` of random weights (in `dtype`, from `seed`) for
 /// `config` into `dir`, creating it if needed. The tokenizer is the caller's to add.
@@ -40,11 +38,17 @@ pub fn write(config: &ModelConfig, dir: &Path, dtype: DType, seed: u64) -> Resul
 
     let tensors = config.tensor_shapes();
     let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), json!({ "format": "pt", "content": "random weights", "seed": seed.to_string() }));
+    header.insert(
+        "__metadata__".into(),
+        json!({ "format": "pt", "content": "random weights", "seed": seed.to_string() }),
+    );
     let mut offset = 0usize;
     for (name, shape) in &tensors {
         let bytes = shape.iter().product::<usize>() * size;
-        header.insert(name.clone(), json!({ "dtype": dtype_name, "shape": shape, "data_offsets": [offset, offset + bytes] }));
+        header.insert(
+            name.clone(),
+            json!({ "dtype": dtype_name, "shape": shape, "data_offsets": [offset, offset + bytes] }),
+        );
         offset += bytes;
     }
     let path = dir.join("model.safetensors");
@@ -114,7 +118,7 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::weights::{SafetensorsWeights, WeightSource};
+    use focusllm_core::{SafetensorsWeights, WeightSource};
 
     fn tiny() -> ModelConfig {
         let text = r#"{"model_type":"llama","hidden_size":32,"intermediate_size":48,"num_hidden_layers":2,

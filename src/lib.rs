@@ -139,6 +139,12 @@ impl Llm {
         self.inner.load_adapter(path.as_ref())
     }
 
+    /// [`Llm::load_adapter`] from the bytes of an adapter safetensors file, such as
+    /// `focusllm_adapters::SMOLLM2_135M_INSTRUCT` (the adapter trained for the default model).
+    pub fn load_adapter_bytes(&mut self, bytes: &[u8]) -> Result<usize> {
+        self.inner.load_adapter_bytes(bytes)
+    }
+
     /// Wraps any loaded model (e.g. a [`Pipeline`] on a custom backend).
     pub fn from_model(model: impl LanguageModel + 'static) -> Self {
         Llm { inner: Box::new(model) }

@@ -5,7 +5,7 @@
 //!
 //! Tolerance: 1e-3 absolute on logits of magnitude ~10-25 (both sides f32 over the same dequantised
 //! weights; the difference is summation order through 30 layers; measured 1.4e-4). The same input
-//! with the shipped adapter (`adapters/`), cached-local decoding, has the same tolerance (measured
+//! with the shipped adapter (`focusllm-adapters`), cached-local decoding, has the same tolerance (measured
 //! 7.9e-5).
 
 mod common;
@@ -23,19 +23,13 @@ fn smollm2_exact_decoding_matches_reference() {
     eprintln!("smollm2 focus exact: max |logit diff| vs reference {worst:.2e}");
 }
 
-/// The adapter trained by `training/train.py` for the default model, shipped with the project.
-fn shipped_adapter() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("adapters")
-        .join("SmolLM2-135M-Instruct.focus-lora.safetensors")
-}
-
 #[test]
 fn smollm2_with_the_shipped_adapter_matches_reference() {
     // The reference merges the low-rank deltas into full matrices; the engine applies them unmerged.
     let Some(path) = default_model("smollm2_with_the_shipped_adapter_matches_reference") else { return };
     let mut pipeline = focusllm::Pipeline::load(&path, cpu()).unwrap();
-    let loaded = pipeline.load_adapter(shipped_adapter()).unwrap();
+    // The adapter trained by `training/train.py` for the default model, as a crates.io user gets it.
+    let loaded = pipeline.load_adapter_bytes(focusllm_adapters::SMOLLM2_135M_INSTRUCT).unwrap();
     assert_eq!(loaded, 4 * pipeline.model().config().num_layers, "q, k, v and o of every layer");
     let g = golden("smollm2-adapter");
     let worst = check_run(pipeline.model(), &g, &g.runs[0], 4, 1e-3);

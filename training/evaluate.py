@@ -14,7 +14,7 @@ Two answer spans per window: `continuation` (the text that follows; ordinary lan
 and `repetition` (a span from inside the memory, after a 16-token lead in the local window; only
 the memory can give it). FocusLLM here decodes cached-local, teacher-forced (focus_model.py).
 
-Usage: python3 training/evaluate.py --adapter adapters/FILE [--lengths 4096,16384] [--samples 3]
+Usage: python3 training/evaluate.py --adapter runs/FILE [--lengths 4096,16384] [--samples 3]
 """
 import argparse
 import os

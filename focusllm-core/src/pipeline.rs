@@ -12,6 +12,9 @@ use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use crate::weights::SafetensorsWeights;
 
+/// How errors name an adapter loaded from bytes.
+const ADAPTER_BYTES: &str = "<adapter bytes>";
+
 /// A model resident on a backend together with its tokenizer and chat template.
 pub struct Pipeline<B: Backend> {
     model: Model<B>,
@@ -88,6 +91,13 @@ impl<B: Backend> Pipeline<B> {
         self.model.load_candidate_projections(&adapter)
     }
 
+    /// [`Pipeline::load_adapter`] from the bytes of a safetensors file (e.g. the `focusllm-adapters`
+    /// crate's, built into the program); errors name the adapter `<adapter bytes>`.
+    pub fn load_adapter_bytes(&mut self, bytes: &[u8]) -> Result<usize> {
+        let adapter = SafetensorsWeights::from_bytes(Path::new(ADAPTER_BYTES), bytes)?;
+        self.model.load_candidate_projections(&adapter)
+    }
+
     /// The model.
     pub fn model(&self) -> &Model<B> {
         &self.model
@@ -121,6 +131,10 @@ pub trait LanguageModel: Send + Sync {
     /// Loads FocusLLM candidate projections from an adapter safetensors file (see
     /// [`Pipeline::load_adapter`]).
     fn load_adapter(&mut self, path: &Path) -> Result<usize>;
+
+    /// Loads candidate projections from the bytes of an adapter safetensors file (see
+    /// [`Pipeline::load_adapter_bytes`]).
+    fn load_adapter_bytes(&mut self, bytes: &[u8]) -> Result<usize>;
 
     /// Prefills token ids and returns a stream of generated tokens.
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>>;
@@ -158,6 +172,10 @@ where
 
     fn load_adapter(&mut self, path: &Path) -> Result<usize> {
         Pipeline::load_adapter(self, path)
+    }
+
+    fn load_adapter_bytes(&mut self, bytes: &[u8]) -> Result<usize> {
+        Pipeline::load_adapter_bytes(self, bytes)
     }
 
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>> {

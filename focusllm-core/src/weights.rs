@@ -1,4 +1,5 @@
-//! Checkpoint reading: memory-mapped safetensors files (single or sharded) exposed as host tensors.
+//! Checkpoint reading: memory-mapped safetensors files (single or sharded), or safetensors bytes
+//! already in memory, exposed as host tensors.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -70,10 +71,27 @@ pub trait WeightSource {
     fn location(&self) -> &Path;
 }
 
-/// One memory-mapped safetensors file with its parsed header.
+/// The bytes of one safetensors file: a read-only memory map, or bytes the caller holds.
+enum FileBytes {
+    Mapped(Mmap),
+    InMemory(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::InMemory(v) => v,
+        }
+    }
+}
+
+/// One safetensors file with its parsed header.
 struct MappedFile {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: FileBytes,
     header_len: usize,
     metadata: Metadata,
 }
@@ -84,9 +102,13 @@ impl MappedFile {
         // SAFETY: the map is read-only; a checkpoint modified while mapped is outside our contract,
         // as it is for every memory-mapping model loader.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let (header_len, metadata) = SafeTensors::read_metadata(&mmap)
+        Self::parse(path, FileBytes::Mapped(mmap))
+    }
+
+    fn parse(path: &Path, bytes: FileBytes) -> Result<Self> {
+        let (header_len, metadata) = SafeTensors::read_metadata(&bytes)
             .map_err(|e| Error::Safetensors { path: path.to_path_buf(), reason: e.to_string() })?;
-        Ok(MappedFile { path: path.to_path_buf(), mmap, header_len, metadata })
+        Ok(MappedFile { path: path.to_path_buf(), mmap: bytes, header_len, metadata })
     }
 }
 
@@ -140,6 +162,14 @@ impl SafetensorsWeights {
             files.push(file);
         }
         Ok(SafetensorsWeights { location: location.to_path_buf(), files, index })
+    }
+
+    /// One safetensors file already in memory (e.g. an adapter built into a program with
+    /// `include_bytes!`); `location` names it in errors.
+    pub fn from_bytes(location: &Path, bytes: &[u8]) -> Result<Self> {
+        let file = MappedFile::parse(location, FileBytes::InMemory(bytes.to_vec()))?;
+        let index = file.metadata.tensors().keys().map(|name| (name.clone(), 0)).collect();
+        Ok(SafetensorsWeights { location: location.to_path_buf(), files: vec![file], index })
     }
 
     /// Names of all tensors in the checkpoint.

@@ -305,3 +305,23 @@ fn sharing_identical_chunks_is_exact() {
         assert!(shared_total < separate_total, "{mode:?}: {shared_total} vs {separate_total} forwards");
     }
 }
+
+#[test]
+fn an_adapter_from_bytes_is_the_adapter_from_its_file() {
+    let file = fixture_dir("focus").join("tiny-llama-lora-adapter.safetensors");
+    let (mut from_file, mut from_bytes) = (load("tiny-llama"), load("tiny-llama"));
+    let loaded = from_file.load_adapter(&file).unwrap();
+    assert!(loaded > 0);
+    assert_eq!(from_bytes.load_adapter_bytes(&std::fs::read(&file).unwrap()).unwrap(), loaded);
+    // The candidate rows take the adapter's projections: their logits agree bit for bit.
+    let ids = golden("tiny-llama").ids;
+    let run = |p: &focusllm::Pipeline<_>| {
+        let mut cache = p.model().new_cache();
+        let mut batch = [SeqInput { tokens: &ids, cache: &mut cache, candidates: 1, logits: LogitsFor::All }];
+        p.model().forward(&mut batch).unwrap().remove(0).data
+    };
+    assert_eq!(run(&from_file), run(&from_bytes));
+    // Bytes that are no safetensors file are a typed error naming the adapter.
+    let e = load("tiny-llama").load_adapter_bytes(b"not an adapter").unwrap_err();
+    assert!(matches!(&e, focusllm::Error::Safetensors { path, .. } if path.to_str() == Some("<adapter bytes>")), "{e}");
+}

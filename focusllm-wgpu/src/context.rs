@@ -75,7 +75,7 @@ pub(crate) struct Context {
     /// Largest part (bytes) of a split weight.
     pub(crate) max_weight_part: u64,
     pool: Arc<BufferPool>,
-    pub(crate) kernels: Mutex<HashMap<String, Arc<crate::kernels::Kernel>>>,
+    pub(crate) kernels: Mutex<HashMap<String, Arc<crate::program::Kernel>>>,
     /// First error wgpu reported asynchronously (validation, out of memory, device lost).
     error: Arc<Mutex<Option<String>>>,
     /// A small zeroed buffer bound where a kernel's optional input is absent.
@@ -314,7 +314,7 @@ fn write_padded(queue: &wgpu::Queue, buffer: &wgpu::Buffer, bytes: &[u8]) {
 
 /// One kernel launch: parameters (binding 0, eight 32-bit words), buffers (bindings 1..), grid.
 pub(crate) struct Dispatch<'a> {
-    pub(crate) kernel: &'a crate::kernels::Kernel,
+    pub(crate) kernel: &'a crate::program::Kernel,
     pub(crate) params: [u32; 8],
     pub(crate) buffers: Vec<&'a wgpu::Buffer>,
     pub(crate) groups: [u32; 3],

@@ -19,6 +19,7 @@
 mod context;
 mod kernels;
 mod pool;
+mod program;
 mod tensor;
 
 use std::ops::Range;

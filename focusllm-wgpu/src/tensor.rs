@@ -9,8 +9,8 @@ use half::{bf16, f16};
 use wgpu::util::DeviceExt;
 
 use crate::context::{err, Context};
-use crate::kernels::WeightType;
 use crate::pool::PooledBuffer;
+use crate::program::WeightType;
 
 /// A 2-D row-major f32 activation `[rows, cols]` resident on the device.
 ///

@@ -1,5 +1,5 @@
 //! The compute kernels: WGSL sources, their compiled pipelines (built on first use and cached),
-//! and one module per kernel family that checks shapes and records the dispatches.
+//! and one module per kernel family that records its dispatches (shapes are checked in core).
 
 pub(crate) mod attention;
 pub(crate) mod elementwise;
@@ -14,13 +14,7 @@ use std::sync::Arc;
 use focusllm_core::Result;
 
 use crate::context::{err, Context};
-
-/// A compiled compute pipeline and the layout of its bind group.
-pub(crate) struct Kernel {
-    pub(crate) name: String,
-    pub(crate) pipeline: wgpu::ComputePipeline,
-    pub(crate) layout: wgpu::BindGroupLayout,
-}
+pub(crate) use crate::program::{Kernel, WeightType};
 
 /// The WGSL source files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,19 +40,6 @@ impl Shader {
             Shader::Embedding => include_str!("../shaders/embedding.wgsl"),
         }
     }
-}
-
-/// Element type of a weight buffer as the shader reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WeightType {
-    F32,
-    F16,
-    /// ggml's Q8_0 blocks, read in place (the GGUF bytes as u32 words).
-    Q8_0,
-    /// ggml's Q4_0 blocks, read in place.
-    Q4_0,
-    /// ggml's Q4_1 blocks, read in place.
-    Q4_1,
 }
 
 impl Shader {

@@ -7,16 +7,41 @@
 //! `--like` is a GGUF file or a Hugging Face directory (default: the default model); with
 //! `--like DIR --out DIR` only the weights are (re)made, from the directory's own `config.json`.
 
-mod common;
-
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use common::{fail, Args};
 use focusllm::gguf::GgufFile;
 use focusllm::{DType, ModelConfig};
 use focusllm_testdata::random_checkpoint;
 
 const USAGE: &str = "usage: random_model --out DIR [--like GGUF|DIR] [--dtype f16|bf16|f32] [--seed N]";
+
+/// Prints an error (and the usage, if given) and exits.
+fn fail(usage: &str, message: &str) -> ! {
+    eprintln!("error: {message}");
+    if !usage.is_empty() {
+        eprintln!("\n{usage}");
+    }
+    std::process::exit(2)
+}
+
+/// The `--name value` pairs of the command line.
+fn flags() -> HashMap<String, String> {
+    let mut flags = HashMap::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        if arg == "--help" || arg == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        match (arg.strip_prefix("--"), it.next()) {
+            (Some(name), Some(value)) => flags.insert(name.to_string(), value),
+            (Some(name), None) => fail(USAGE, &format!("--{name} needs a value")),
+            (None, _) => fail(USAGE, &format!("unexpected argument {arg:?}")),
+        };
+    }
+    flags
+}
 
 fn or_fail<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| fail("", &e.to_string()))
@@ -52,16 +77,19 @@ fn config_and_tokenizer(like: &Path, out: &Path) -> ModelConfig {
 }
 
 fn main() {
-    let args = Args::parse(USAGE, &[]);
+    let args = flags();
     let out = PathBuf::from(args.get("out").unwrap_or_else(|| fail(USAGE, "--out DIR is required")));
-    let like = args.model_flag("like");
-    let dtype = match args.get("dtype").unwrap_or("f16") {
+    let like = match args.get("like") {
+        Some(path) => PathBuf::from(path),
+        None => or_fail(focusllm::default_model::path()),
+    };
+    let dtype = match args.get("dtype").map_or("f16", String::as_str) {
         "f16" => DType::F16,
         "bf16" => DType::BF16,
         "f32" => DType::F32,
         other => fail(USAGE, &format!("--dtype: unknown {other:?}")),
     };
-    let seed: u64 = args.num("seed", 0);
+    let seed: u64 = args.get("seed").map_or(0, |s| s.parse().unwrap_or_else(|_| fail(USAGE, "--seed: not a number")));
     let config = config_and_tokenizer(&like, &out);
     or_fail(random_checkpoint::write(&config, &out, dtype, seed));
     eprintln!(

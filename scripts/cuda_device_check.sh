@@ -2,8 +2,8 @@
 # The prepared check of focusllm-cuda on a GPU machine that builds and downloads nothing, in two halves:
 #
 #   here (no GPU, no CUDA toolkit needed):   bash scripts/cuda_device_check.sh build
-#       builds the crate's test binaries (`cargo test --release -p focusllm-cuda --no-run`) and the
-#       `bench` and `random_model` examples with `--features cuda`, strips them into
+#       builds the crate's test binaries (`cargo test --release -p focusllm-cuda --no-run`), the
+#       `focusllm` command line and the `random_model` example with `--features cuda`, strips them into
 #       .device-carry/cuda/ (git-ignored through .git/info/exclude), writes the default model's
 #       config and tokenizer into .device-carry/model/ (its weights, 94 MiB, cannot travel), and
 #       prints the one command to run there.
@@ -14,7 +14,7 @@
 #          skipping) and FOCUSLLM_MODEL set to that model: the tiny fixtures against transformers'
 #          logits, and model_scale (greedy continuation and a 32K-token FocusLLM passkey input,
 #          CUDA against the CPU backend on the same weights);
-#       3. runs `bench` on CUDA (prefill 2K/8K/32K, decode, FocusLLM prefill at 32K and 128K) with
+#       3. runs `focusllm bench` on CUDA (prefill 2K/8K/32K, decode, FocusLLM prefill at 32K and 128K) with
 #          the GPU's memory sampled by nvidia-smi, and on the CPU (all cores) for the ratio.
 #       Prints tables; everything goes to $OUT (summary.txt, tests.log, bench.log) when set.
 set -uo pipefail
@@ -52,10 +52,11 @@ for line in sys.stdin:
         strip "$bin_dir/$name" 2>/dev/null || true
     done < "$bin_dir/manifest.txt"
     cut -d' ' -f1 "$bin_dir/manifest.txt" > "$bin_dir/tests.txt"
-    cargo build --release --features cuda --example bench --example random_model
-    for name in bench random_model; do
-        cp "target/release/examples/$name" "$bin_dir/$name"
-        strip "$bin_dir/$name" 2>/dev/null || true
+    cargo build --release -p focusllm-cli --features cuda --bin focusllm
+    cargo build --release --features cuda --example random_model
+    for artifact in focusllm examples/random_model; do
+        cp "target/release/$artifact" "$bin_dir/$(basename "$artifact")"
+        strip "$bin_dir/$(basename "$artifact")" 2>/dev/null || true
     done
     # The default model's shape and tokenizer; its weights are made on the GPU machine.
     rm -rf "$root/$carry/model"
@@ -149,18 +150,18 @@ with_gpu_memory() {
 # The benchmark tables: CUDA (plain prefill, decode, FocusLLM prefill at 32K and 128K), then the
 # CPU backend on all of this machine's cores at the lengths it finishes quickly, for the ratio.
 bench_all() {
-    local out="$1" model="$2" b="$bin_dir/bench"
-    local focus="--local 2048 --chunk 2048 --prefill none --runs 1 --decode 0"
+    local out="$1" model="$2" b="$bin_dir/focusllm"
+    local focus="--local-window 2048 --chunk-size 2048 --prefill none --runs 1 --decode-tokens 0"
     {
         echo
         echo "## bench, CUDA: plain prefill and decode"
-        with_gpu_memory timeout 150 "$b" --model "$model" --device cuda --prefill 2048,8192,32768 --decode 64 --runs 3
+        with_gpu_memory timeout 150 "$b" bench --model "$model" --device cuda --prefill 2048,8192,32768 --decode-tokens 64 --runs 3
         echo "## bench, CUDA: FocusLLM prefill at 32K (L = S = 2048)"
-        with_gpu_memory timeout 120 "$b" --model "$model" --device cuda $focus --focus-lengths 32k --focus-modes frozen,cached
+        with_gpu_memory timeout 120 "$b" bench --model "$model" --device cuda $focus --focus-lengths 32k --focus-modes frozen,cached
         echo "## bench, CUDA: FocusLLM prefill at 128K"
-        with_gpu_memory timeout 150 "$b" --model "$model" --device cuda $focus --focus-lengths 128k --focus-modes frozen,cached
+        with_gpu_memory timeout 150 "$b" bench --model "$model" --device cuda $focus --focus-lengths 128k --focus-modes frozen,cached
         echo "## bench, CPU ($(nproc) threads), same model"
-        timeout 150 "$b" --model "$model" --device cpu --threads "$(nproc)" --prefill 2048,8192 --decode 32 --runs 1
+        timeout 150 "$b" bench --model "$model" --device cpu --threads "$(nproc)" --prefill 2048,8192 --decode-tokens 32 --runs 1
     } 2>&1 | tee -a "$out/bench.log" | grep -v '^model:' | tee -a "$out/summary.txt"
 }
 

@@ -17,7 +17,7 @@ strings the answer must contain; scored as RULER scores, the fraction of them fo
   twohop         two facts far apart (who lives where, and that town's number); the number is asked
   passkey        the standard pass key in periodic filler (not prose; kept for comparison)
 
-Lengths are nominal: the evaluator (`examples/eval.rs`) cuts the haystack to the length less 256
+Lengths are nominal: the evaluator (`focusllm eval`, focusllm-cli/src/commands/eval.rs) cuts the haystack to the length less 256
 tokens (room for the template, the question and the answer) in the model's own tokens.
 
 python3 scripts/make_eval.py --text "$(bash scripts/fetch_eval_text.sh)" --lengths 4k,8k,16k \

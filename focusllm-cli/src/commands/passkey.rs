@@ -1,34 +1,55 @@
-//! The passkey retrieval test, the project's main job: hide a 5-digit pass key at a chosen depth of
-//! a long repetitive text and ask the model for it, with plain attention, with FocusLLM in each
-//! decode mode (copied, untrained candidate projections) and with FocusLLM and a trained adapter.
-//! Prints an accuracy table (length x depth) with prefill time and peak memory. An answer is correct
-//! when the first number in it is the key.
+//! `focusllm passkey`, the project's main job: hides a 5-digit pass key at chosen depths of a long
+//! repetitive text and asks the model for it, with plain attention, FocusLLM in each decode mode
+//! (copied, untrained candidate projections) and FocusLLM with a trained adapter. Prints an
+//! accuracy table (length x depth) with prefill time and peak memory; an answer is correct when
+//! the first number in it is the key.
 //!
-//! cargo run --release --example passkey -- [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [--seeds 1]
-//!     [--modes plain,focus-cached,adapter-cached] [--plain-max 8k] [--local 512] [--chunk 512]
-//!     [--query 256] [--chunk-batch 4] [--order candidates-first|sink-first] [--prefix auto|none|header]
-//!     [--no-chat] [--no-share-chunks] [--device cpu|wgpu|cuda] [--threads N] [--model PATH]
-//!     [--adapter FILE] [--verbose]
-//!
-//! FocusLLM defaults here are those the shipped adapter was trained with (L = S = 512, Q = 256), not
-//! the official 2048/2048/512 (pass `--local 2048 --chunk 2048 --query 512` for those); `focus-retrieve`
-//! starts from the retrieval sizes (L = S = 512, Q = 32). `adapter-*`
-//! modes load `--adapter FILE`, by default the repository's adapter for the default model.
-
-mod common;
+//! FocusLLM rows start from the sizes the built-in adapter was trained with (L = S = 512, Q = 256),
+//! not the official 2048/2048/512, and compute identical chunks once (the filler is periodic);
+//! `focus-retrieve` starts from the retrieval sizes.
 
 use std::time::Instant;
 
-use common::{
-    chat_prompt, fail, parse_len, peak_rss_mib, reset_peak_rss, retrieve_sizes, shipped_adapter_sizes, Args, Mode,
-};
 use focusllm::{DecodeMode, FocusConfig, GenerateOptions, Llm};
 
-const USAGE: &str = "usage: passkey [--lengths 4k,16k] [--depths 0.2,0.5,0.8] [--seeds N] [--plain-max 8k]
-               [--modes plain,focus-exact,focus-cached,focus-frozen,focus-min-entropy,focus-retrieve,adapter-cached,...]
-               [--local N] [--chunk N] [--query N] [--threshold N] [--chunk-batch N] [--order candidates-first|sink-first]
-               [--prefix auto|none|header] [--no-chat] [--no-share-chunks] [--device cpu|wgpu|cuda] [--threads N]
-               [--model PATH] [--adapter FILE] [--verbose]";
+use crate::error::CliError;
+use crate::focus_args::FocusArgs;
+use crate::model_args::ModelArgs;
+use crate::prompt::chat_prompt;
+use crate::sizes::{adapter_sizes, retrieve_sizes};
+use crate::suite::{parse_len, peak_rss_mib, reset_peak_rss, Mode};
+
+/// Flags of `focusllm passkey`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PasskeyArgs {
+    /// Prompt lengths in tokens.
+    #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = parse_len, default_value = "4k,16k")]
+    pub lengths: Vec<usize>,
+    /// Depths of the key in the text (0: start, 1: end).
+    #[arg(long, value_name = "D,...", value_delimiter = ',', default_value = "0.2,0.5,0.8")]
+    pub depths: Vec<f64>,
+    /// Keys tried per length and depth.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seeds: u64,
+    /// Reading modes, one table row each: plain, focus-DECODE, adapter-DECODE.
+    #[arg(long, value_name = "MODE,...", value_delimiter = ',', default_value = "plain,focus-cached,adapter-cached")]
+    pub modes: Vec<Mode>,
+    /// Longest prompt the plain rows run (plain attention past the window is meaningless).
+    #[arg(long, value_name = "N", value_parser = parse_len, default_value = "8k")]
+    pub plain_max: usize,
+    /// Ask without the chat template.
+    #[arg(long)]
+    pub no_chat: bool,
+    /// Print every answer to stderr.
+    #[arg(long)]
+    pub verbose: bool,
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// FocusLLM sizes over the rows' defaults.
+    #[command(flatten)]
+    pub focus: FocusArgs,
+}
 
 const FILLER: &str = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
@@ -49,15 +70,15 @@ fn pass_key(seed: u64, length: usize, depth: f64) -> u32 {
 }
 
 /// Token ids of a passkey prompt of about `length` tokens, and the length of its chat header.
-fn build_prompt(llm: &Llm, chat: bool, length: usize, depth: f64, key: u32) -> (Vec<u32>, usize) {
+fn build_prompt(llm: &Llm, chat: bool, length: usize, depth: f64, key: u32) -> Result<(Vec<u32>, usize), CliError> {
     let tok = llm.tokenizer();
     let needle = format!("The pass key is {key}. Remember it. {key} is the pass key. ");
     let question = "What is the pass key?";
-    let count = |s: &str| tok.encode_with(s, false).map(|t| t.len()).unwrap_or_else(|e| fail("", &e.to_string()));
-    let per_filler = count(&FILLER.repeat(8)) as f64 / 8.0;
-    let overhead = count(&needle) + count(question) + 64;
+    let count = |s: &str| tok.encode_with(s, false).map(|t| t.len());
+    let per_filler = count(&FILLER.repeat(8))? as f64 / 8.0;
+    let overhead = count(&needle)? + count(question)? + 64;
     let reps = ((length.saturating_sub(overhead)) as f64 / per_filler).floor() as usize;
-    let at = ((reps as f64) * depth).round() as usize;
+    let at = ((reps as f64) * depth.clamp(0.0, 1.0)).round() as usize;
     let body = format!("{}{needle}{}", FILLER.repeat(at), FILLER.repeat(reps - at));
     let templated = if chat { chat_prompt(llm, &format!("{body}{question}"), "The pass key is") } else { None };
     let (text, header_len) = match templated {
@@ -67,7 +88,7 @@ fn build_prompt(llm: &Llm, chat: bool, length: usize, depth: f64, key: u32) -> (
         }
         None => (format!("{body}{question} The pass key is"), 0),
     };
-    (tok.encode(&text).unwrap_or_else(|e| fail("", &e.to_string())), header_len)
+    Ok((tok.encode(&text)?, header_len))
 }
 
 /// The first run of digits in `answer`: the number the model gave (an answer is correct when it is
@@ -78,49 +99,44 @@ fn first_number(answer: &str) -> Option<&str> {
     Some(&rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())])
 }
 
+/// Correct answers of one table cell.
+#[derive(Default, Clone)]
 struct Cell {
     correct: usize,
     total: usize,
 }
 
-fn main() {
-    // --share-chunks: the filler is periodic, so many chunks are identical; computing each distinct
-    // chunk once gives the same answers (prefill times then are not those of ordinary text).
-    let args = Args::parse(USAGE, &["no-chat", "verbose", "share-chunks", "no-share-chunks"]);
-    let lengths: Vec<usize> = args.list("lengths", "4k,16k").iter().map(|s| parse_len(USAGE, s)).collect();
-    let plain_max = parse_len(USAGE, args.get("plain-max").unwrap_or("8k"));
-    let depths: Vec<f64> = args
-        .list("depths", "0.2,0.5,0.8")
-        .iter()
-        .map(|d| d.parse().unwrap_or_else(|_| fail(USAGE, &format!("bad depth {d:?}"))))
-        .collect();
-    let seeds: u64 = args.num("seeds", 1);
-    let modes: Vec<Mode> =
-        args.list("modes", "plain,focus-cached,adapter-cached").iter().map(|m| Mode::parse(USAGE, m)).collect();
-    let chat = !args.has("no-chat");
-    let verbose = args.has("verbose");
-    let model_path = args.model();
-    let llm = args.load_with(&model_path, None);
-    let adapted = args.adapted_model(USAGE, &model_path, &modes);
+/// Runs the table.
+pub fn run(args: PasskeyArgs) -> Result<(), CliError> {
+    args.focus.refuse_reading_flags("passkey", "--modes names how each row reads (focus-DECODE, adapter-DECODE)")?;
+    let model_path = args.model.model_path()?;
+    let device = args.model.device()?;
+    let llm = args.model.load_on(&model_path, device.clone(), None)?;
+    // A second copy of the model with the adapter's projections, for the `adapter-*` rows.
+    let adapted = if args.modes.iter().any(|m| m.needs_adapter()) {
+        Some(args.model.load_on(&model_path, device.clone(), Some(&args.model.required_adapter()?))?)
+    } else {
+        None
+    };
     eprintln!(
-        "model {} ({} layers, window {}), device {:?}",
+        "model {} ({} layers, window {}), device {device:?}",
         model_path.display(),
         llm.config().num_layers,
         llm.config().max_position_embeddings,
-        args.device()
     );
-    // The sizes the shipped adapter was trained with; identical chunks (the filler is periodic)
-    // computed once, which changes no answer but makes prefill times those of this synthetic input.
-    let focus_defaults = FocusConfig { share_identical_chunks: true, ..shipped_adapter_sizes() };
+    // The adapter's trained sizes; identical chunks (the filler is periodic) computed once, which
+    // changes no answer but makes prefill times those of this synthetic input.
+    let focus_defaults = FocusConfig { share_identical_chunks: true, ..adapter_sizes() };
+    let depths = &args.depths;
 
     println!(
         "| mode | tokens | {} | prefill s (mean) | peak RSS MiB |",
         depths.iter().map(|d| format!("depth {d}")).collect::<Vec<_>>().join(" | ")
     );
     println!("|---|---|{}---|---|", "---|".repeat(depths.len()));
-    for &mode in &modes {
-        for &length in &lengths {
-            if matches!(mode, Mode::Plain) && length > plain_max {
+    for &mode in &args.modes {
+        for &length in &args.lengths {
+            if mode == Mode::Plain && length > args.plain_max {
                 let skipped = vec!["-"; depths.len()].join(" | ");
                 println!("| plain | ~{length} (skipped: over --plain-max) | {skipped} | - | - |");
                 continue;
@@ -129,32 +145,31 @@ fn main() {
                 (Mode::Adapter(_), Some(adapted)) => adapted,
                 _ => &llm,
             };
-            let mut cells: Vec<Cell> = depths.iter().map(|_| Cell { correct: 0, total: 0 }).collect();
+            let mut cells = vec![Cell::default(); depths.len()];
             let mut prefill_secs = Vec::new();
             let mut actual_len = 0;
             reset_peak_rss();
             for (di, &depth) in depths.iter().enumerate() {
-                for seed in 0..seeds {
+                for seed in 0..args.seeds {
                     let key = pass_key(seed, length, depth);
-                    let (ids, header_len) = build_prompt(model, chat, length, depth, key);
+                    let (ids, header_len) = build_prompt(model, !args.no_chat, length, depth, key)?;
                     actual_len = ids.len();
                     let focus = match mode {
                         Mode::Plain => None,
                         Mode::Focus(DecodeMode::Retrieve) => {
                             let sizes = FocusConfig { share_identical_chunks: true, ..retrieve_sizes() };
-                            Some(args.focus_over(sizes, DecodeMode::Retrieve, header_len))
+                            Some(args.focus.over(sizes, header_len))
                         }
                         Mode::Focus(m) | Mode::Adapter(m) => {
-                            Some(args.focus_over(focus_defaults.clone(), m, header_len))
+                            Some(args.focus.over(FocusConfig { decode: m, ..focus_defaults.clone() }, header_len))
                         }
                     };
                     let options = GenerateOptions { max_tokens: 8, focus, ..Default::default() };
                     let start = Instant::now();
-                    let mut stream = model.generate_ids(&ids, &options).unwrap_or_else(|e| fail("", &e.to_string()));
                     let mut answer = String::new();
                     let mut first = true;
-                    for tok in stream.by_ref() {
-                        let tok = tok.unwrap_or_else(|e| fail("", &e.to_string()));
+                    for tok in model.generate_ids(&ids, &options)? {
+                        let tok = tok?;
                         if first {
                             prefill_secs.push(start.elapsed().as_secs_f64());
                             first = false;
@@ -164,7 +179,7 @@ fn main() {
                     let ok = first_number(&answer) == Some(&*key.to_string());
                     cells[di].total += 1;
                     cells[di].correct += ok as usize;
-                    if verbose {
+                    if args.verbose {
                         let verdict = match (ok, answer.contains(&key.to_string())) {
                             (true, _) => "ok",
                             (false, true) => "WRONG (the key's digits run on)",
@@ -190,8 +205,8 @@ fn main() {
             );
         }
     }
-    if modes.iter().any(|m| !matches!(m, Mode::Plain)) {
-        let c = args.focus_over(focus_defaults, DecodeMode::Exact, 0);
+    if args.modes.iter().any(|&m| m != Mode::Plain) {
+        let c = args.focus.over(focus_defaults, 0);
         println!(
             "\nFocusLLM rows: local window {}, chunk size {}, query {}, threshold {}; identical chunks {}.",
             c.local_window,
@@ -204,5 +219,26 @@ fn main() {
                 "each computed"
             }
         );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_number_takes_the_first_run_of_digits() {
+        assert_eq!(first_number(" 12345. Remember"), Some("12345"));
+        assert_eq!(first_number("is 123456"), Some("123456"));
+        assert_eq!(first_number("none"), None);
+    }
+
+    #[test]
+    fn keys_have_five_digits() {
+        for seed in 0..50 {
+            let key = pass_key(seed, 4096, 0.5);
+            assert!((10_000..100_000).contains(&key));
+        }
     }
 }

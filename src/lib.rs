@@ -160,6 +160,45 @@ impl Llm {
         self.inner.generate_ids(prompt, options)
     }
 
+    /// Reads a document once for many questions (docs/algorithm.md, "Read once, ask many"):
+    /// `doc` is its token ids, with whatever the chat template puts before the user's text. The
+    /// raw keys/values of its memory chunks are kept, so every [`Document::ask_ids`] runs only the
+    /// chunks' queries and the local forward; the split into chunks never depends on the question.
+    /// `control` cancels the read between chunk batches and receives its progress.
+    pub fn read(&self, doc: &[u32], focus: &FocusConfig, control: Control) -> Result<Document<'_>> {
+        Ok(Document { inner: self.inner.read_ids(doc, focus, control)?, llm: self, rest: None })
+    }
+
+    /// Reads a text document for questions asked in text: the document goes into the user's
+    /// turn of the chat template as `ask` puts it there (`{document}\n\n{question}`, then the end
+    /// of the turn and the assistant's header), and [`Document::ask`] adds the question.
+    ///
+    /// The document's part (the header, the document, the blank line) and each question's part
+    /// are tokenised separately, so a tokenizer that would merge across the blank line may give
+    /// ids that differ there from encoding the whole prompt at once. A model without a chat
+    /// template gets the plain `{document}\n\n{question}\nAnswer:` prompt.
+    pub fn read_text(&self, document: &str, focus: &FocusConfig, control: Control) -> Result<Document<'_>> {
+        if document.is_empty() {
+            return Err(Error::EmptyInput { what: "the document" });
+        }
+        let (header, rest) = match self.chat_template() {
+            Some(template) => {
+                let marker = "\u{0}FOCUSLLM-USER\u{0}";
+                let rendered = template.render(&[ChatMessage::new("user", marker)], true)?;
+                let (header, rest) = rendered.split_once(marker).ok_or_else(|| Error::InvalidOption {
+                    name: "chat_template",
+                    value: "user turn".into(),
+                    reason: "the template does not render the user's text verbatim",
+                })?;
+                (header.to_string(), rest.to_string())
+            }
+            None => (String::new(), "\nAnswer:".to_string()),
+        };
+        let doc = self.tokenizer().encode(&format!("{header}{document}\n\n"))?;
+        let inner = self.inner.read_ids(&doc, focus, control)?;
+        Ok(Document { inner, llm: self, rest: Some(rest) })
+    }
+
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
         self.inner.config()
@@ -173,6 +212,64 @@ impl Llm {
     /// The model's chat template, if its files carry one.
     pub fn chat_template(&self) -> Option<&ChatTemplate> {
         self.inner.chat_template()
+    }
+}
+
+/// A document read once by [`Llm::read`] or [`Llm::read_text`], to be asked many questions.
+///
+/// Each question costs the query forwards of the memory chunks over their kept caches and the
+/// local forward, not a new read of the document; the answer is what reading the document and
+/// the question from scratch with the same split gives ([`focus::prefill_document`]).
+pub struct Document<'a> {
+    inner: Box<dyn DocumentMemory + 'a>,
+    llm: &'a Llm,
+    /// What follows the question in the prompt (end of turn, assistant header), for text questions.
+    rest: Option<String>,
+}
+
+impl std::fmt::Debug for Document<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("tokens", &self.inner.tokens().len())
+            .field("chunks", &self.inner.chunks().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Document<'_> {
+    /// Asks a question given as ids: `tail` is everything that follows the document in the
+    /// prompt (the question, the end of the turn, the assistant's header). `options.focus` is
+    /// ignored: the document keeps the configuration it was read with.
+    pub fn ask_ids(&self, tail: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>> {
+        self.inner.ask_ids(tail, options)
+    }
+
+    /// Asks a question in text about a document read with [`Llm::read_text`]: the question, then
+    /// the end of the user's turn and the assistant's header, are encoded (without the
+    /// tokenizer's special tokens) and asked as [`Document::ask_ids`] does. A document read from
+    /// ids with [`Llm::read`] has no template to finish the turn with: ask it with `ask_ids`.
+    pub fn ask(&self, question: &str, options: &GenerateOptions) -> Result<TokenStream<'_>> {
+        if question.is_empty() {
+            return Err(Error::EmptyInput { what: "the question" });
+        }
+        let rest = self.rest.as_deref().ok_or(Error::InvalidOption {
+            name: "question",
+            value: question.to_string(),
+            reason: "a document read from ids takes its questions as ids (ask_ids)",
+        })?;
+        let tail = self.llm.tokenizer().encode_with(&format!("{question}{rest}"), false)?;
+        self.ask_ids(&tail, options)
+    }
+
+    /// The document's token ids.
+    pub fn tokens(&self) -> &[u32] {
+        self.inner.tokens()
+    }
+
+    /// The memory chunks, as ranges of the document's ids (empty when it is read with plain
+    /// attention); the same for every question.
+    pub fn chunks(&self) -> &[std::ops::Range<usize>] {
+        self.inner.chunks()
     }
 }
 

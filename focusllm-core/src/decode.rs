@@ -20,6 +20,11 @@ pub(crate) struct PlainDecoder<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> PlainDecoder<'a, B> {
+    /// Plain decoding over `cache`, the keys/values of everything read so far.
+    pub(crate) fn from_cache(model: &'a Model<B>, cache: KvCache<B>) -> Self {
+        PlainDecoder { model, cache }
+    }
+
     /// Prefills `prompt`, with cancellation and progress reporting, and returns the decoder with
     /// the logits of the prompt's last position.
     pub(crate) fn prefill(model: &'a Model<B>, prompt: &[u32], control: &Control) -> Result<(Self, Vec<f32>)> {

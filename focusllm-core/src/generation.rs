@@ -18,7 +18,9 @@ use crate::tokenizer::{TextStream, Tokenizer};
 /// This is where the way of reading is chosen, once: with FocusLLM when `focus` is given and
 /// [`focus::plan`](crate::focus::plan) finds memory to condense (the prompt reaches the threshold
 /// and is longer than the local window), with plain attention otherwise. With a configuration,
-/// the configuration and every token id are checked first.
+/// the configuration and every token id are checked first. A document to be asked several
+/// questions is read once by [`focus::Document`](crate::focus::Document) instead, with a split
+/// that does not depend on the question.
 pub fn prefill<'a, B: Backend>(
     model: &'a Model<B>,
     prompt: &[u32],

@@ -1,12 +1,15 @@
 //! `Pipeline`: a model, its tokenizer and chat template loaded from a GGUF file or a Hugging Face
 //! directory, ready to generate text.
 
+use std::ops::Range;
 use std::path::Path;
 
 use crate::backend::Backend;
 use crate::chat_template::ChatTemplate;
 use crate::config::ModelConfig;
+use crate::control::Control;
 use crate::error::{Error, Result};
+use crate::focus::{Document, FocusConfig};
 use crate::generation::{prefill, GenerateOptions, TokenStream};
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
@@ -114,6 +117,48 @@ impl<B: Backend> Pipeline<B> {
     }
 }
 
+/// A document read once and asked many questions, whatever the backend: the object-safe face of
+/// [`focus::Document`](crate::focus::Document), made by [`LanguageModel::read_ids`].
+pub trait DocumentMemory: Send + Sync {
+    /// The document's token ids.
+    fn tokens(&self) -> &[u32];
+
+    /// The memory chunks, as ranges of the document (empty when it is read with plain attention);
+    /// the same for every question.
+    fn chunks(&self) -> &[Range<usize>];
+
+    /// Asks a question: `tail` holds the ids that follow the document (the question, the end of
+    /// the turn, the assistant's header). Only the query of every chunk runs over the kept chunk
+    /// caches, then the local forward; the answer streams with `options`' sampling, stops, budget,
+    /// cancellation and progress. `options.focus` is ignored: the document keeps the
+    /// configuration it was read with.
+    fn ask_ids(&self, tail: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>>;
+}
+
+/// A [`Document`] with the tokenizer and end-of-sequence ids its answers stream with.
+struct PipelineDocument<'a, B: Backend> {
+    document: Document<'a, B>,
+    tokenizer: &'a Tokenizer,
+}
+
+impl<B: Backend> DocumentMemory for PipelineDocument<'_, B> {
+    fn tokens(&self) -> &[u32] {
+        self.document.tokens()
+    }
+
+    fn chunks(&self) -> &[Range<usize>] {
+        self.document.chunks()
+    }
+
+    fn ask_ids(&self, tail: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>> {
+        options.sampling.validate()?;
+        let (decoder, logits) = self.document.ask(tail, options.control())?;
+        let prompt = [self.document.tokens(), tail].concat();
+        let eos = &self.document.model().config().eos_token_ids;
+        TokenStream::new(decoder, logits, &prompt, eos, Some(self.tokenizer), options.clone())
+    }
+}
+
 /// What every loaded model offers, whatever its backend: the object-safe face of [`Pipeline`].
 pub trait LanguageModel: Send + Sync {
     /// The model's configuration.
@@ -138,6 +183,11 @@ pub trait LanguageModel: Send + Sync {
 
     /// Prefills token ids and returns a stream of generated tokens.
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>>;
+
+    /// Reads a document once (token ids, with the chat header in front) for many questions (see
+    /// [`focus::Document`](crate::focus::Document)): its memory chunks' raw caches are kept, so
+    /// each [`DocumentMemory::ask_ids`] runs only the queries and the local forward.
+    fn read_ids(&self, doc: &[u32], focus: &FocusConfig, control: Control) -> Result<Box<dyn DocumentMemory + '_>>;
 
     /// Encodes `prompt` (with the tokenizer's special tokens) and streams the continuation.
     /// An empty prompt is an error even where the tokenizer would add a BOS token.
@@ -183,5 +233,10 @@ where
         let (decoder, logits) = prefill(&self.model, prompt, options.focus.as_ref(), options.control())?;
         let eos = &self.model.config().eos_token_ids;
         TokenStream::new(decoder, logits, prompt, eos, Some(&self.tokenizer), options.clone())
+    }
+
+    fn read_ids(&self, doc: &[u32], focus: &FocusConfig, control: Control) -> Result<Box<dyn DocumentMemory + '_>> {
+        let document = Document::read(&self.model, doc, focus, control)?;
+        Ok(Box::new(PipelineDocument { document, tokenizer: &self.tokenizer }))
     }
 }

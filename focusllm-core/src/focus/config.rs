@@ -155,6 +155,14 @@ impl FocusConfig {
         self.query_len.unwrap_or_else(|| 512.min(self.chunk_size).min(self.local_window))
     }
 
+    /// How many of a document's last tokens a reusable document memory keeps in the local context
+    /// (docs/algorithm.md, "Read once, ask many"): `L - Q`, so that a question of at most `Q`
+    /// tokens after them fills the local window as the official split does, and the document's
+    /// chunks never move whatever the question.
+    pub fn document_keep(&self) -> usize {
+        self.local_window.saturating_sub(self.query_len())
+    }
+
     /// `T` after defaults.
     pub fn threshold(&self) -> usize {
         self.threshold.unwrap_or(self.local_window + self.chunk_size)

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::{KvCache, LogitsFor, Model, SeqInput};
 
 use super::config::{CandidateOrder, DecodeMode, FocusConfig};
-use super::memory::{condense, CondenseSpec, Condensed};
+use super::memory::{condense, Chunks, CondenseSpec, Condensed};
 use super::schedule::Plan;
 
 /// The local forward over the candidates: returns the local cache, the last position's logits and
@@ -122,7 +122,12 @@ fn per_chunk<B: Backend>(distinct: Vec<KvCache<B>>, of: &[usize]) -> Vec<KvCache
 }
 
 /// Refuses, with a typed error, a prefill whose kept chunk caches cannot fit in the backend's memory.
-fn check_memory<B: Backend>(model: &Model<B>, chunks: &[&[u32]], plan: &Plan, mode: DecodeMode) -> Result<()> {
+pub(super) fn check_memory<B: Backend>(
+    model: &Model<B>,
+    chunks: &[&[u32]],
+    plan: &Plan,
+    mode: DecodeMode,
+) -> Result<()> {
     if !mode.keeps_chunk_caches() {
         return Ok(());
     }
@@ -177,8 +182,37 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
         let all: Vec<&[u32]> = plan.chunks.iter().map(|r| &tokens[r.clone()]).collect();
         let (distinct, of) = distinct_chunks(&all, config.share_identical_chunks);
         let chunks: Vec<&[u32]> = distinct.iter().map(|&c| all[c]).collect();
+        check_memory(model, &chunks, plan, config.decode)?;
+        let prev = *tokens.last().ok_or(Error::EmptyInput { what: "the prompt" })?;
+        Self::condense_and_finish(model, Chunks::Tokens(chunks), of, plan, config, control, prev)
+    }
+
+    /// [`FocusDecoder::prefill`] over the kept raw caches of the distinct chunks (`of` maps every
+    /// chunk to its distinct one): the query runs over a copy of each, the kept caches stay as
+    /// they are. `prev` is the input's last token.
+    pub(super) fn from_kept(
+        model: &'a Model<B>,
+        kept: &[KvCache<B>],
+        of: Vec<usize>,
+        plan: &Plan,
+        config: &FocusConfig,
+        control: Control,
+        prev: u32,
+    ) -> Result<(Self, Vec<f32>)> {
+        Self::condense_and_finish(model, Chunks::Kept(kept), of, plan, config, control, prev)
+    }
+
+    /// The shared part of both: condensing, then the local forward and the mode's state.
+    fn condense_and_finish(
+        model: &'a Model<B>,
+        chunks: Chunks<'_, B>,
+        of: Vec<usize>,
+        plan: &Plan,
+        config: &FocusConfig,
+        control: Control,
+        prev: u32,
+    ) -> Result<(Self, Vec<f32>)> {
         let mode = config.decode;
-        check_memory(model, &chunks, plan, mode)?;
         let min_entropy_mode = mode == DecodeMode::MinEntropy;
         let spec = CondenseSpec {
             chunks,
@@ -226,7 +260,6 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
         };
         let total = spec.chunks.len() + 1;
         control.report(Progress::Prefill { done: total, total });
-        let prev = *tokens.last().expect("a planned input is not empty");
         Ok((FocusDecoder { model, config: config.clone(), prefix_len, control, prev, state }, logits))
     }
 }

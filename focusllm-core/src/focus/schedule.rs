@@ -66,6 +66,34 @@ pub fn plan(tokens: &[u32], config: &FocusConfig, bos: Option<u32>) -> Option<Pl
     Some(Plan { prefix, chunks, local, query, local_tokens, local_prefix_len })
 }
 
+/// Plans the read of a document followed by a question, with a split that does not depend on the
+/// question (docs/algorithm.md, "Read once, ask many"). `tokens` is the document's `doc_len` ids
+/// followed by the question's *tail* (the question, the end of the turn and the assistant's header);
+/// a `doc_len` past the end of `tokens` is taken as the whole of it.
+///
+/// The memory is the document less its last [`FocusConfig::document_keep`] tokens, cut into
+/// `chunk_size` chunks from the start; the local context is those kept tokens followed by the
+/// tail; the query is the last `query_len` tokens of `tokens`. The prefix is resolved against the
+/// document alone. `None` (plain attention) when the document is shorter than the threshold or
+/// leaves no memory: both decided by the document, never by the question.
+pub fn plan_document(doc_len: usize, tokens: &[u32], config: &FocusConfig, bos: Option<u32>) -> Option<Plan> {
+    let n = tokens.len();
+    let doc_len = doc_len.min(n);
+    let keep = config.document_keep();
+    if doc_len < config.threshold() || doc_len <= keep {
+        return None;
+    }
+    let prefix = resolve_prefix(&config.prefix, &tokens[..doc_len], bos);
+    let memory_len = doc_len - keep;
+    let s = config.chunk_size;
+    let chunks = (0..memory_len).step_by(s).map(|start| start..(start + s).min(memory_len)).collect();
+    let local = memory_len..n;
+    let q = config.query_len().min(n);
+    let (query, _) = with_prefix(&prefix, &tokens[n - q..]);
+    let (local_tokens, local_prefix_len) = with_prefix(&prefix, &tokens[local.clone()]);
+    Some(Plan { prefix, chunks, local, query, local_tokens, local_prefix_len })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +129,24 @@ mod tests {
         // A chat-header prefix taken from the prompt.
         let c = FocusConfig { prefix: Prefix::PromptHead(2), ..cfg(8, 6, 3) };
         assert_eq!(plan(&tokens, &c, None).unwrap().query, vec![100, 101, 122, 123, 124]);
+    }
+
+    #[test]
+    fn document_chunks_do_not_depend_on_the_question() {
+        // L = 8, Q = 3: the document keeps its last 5 tokens in the local context.
+        let c = FocusConfig { threshold: Some(10), ..cfg(8, 6, 3) };
+        let doc: Vec<u32> = (100..125).collect(); // 25 tokens -> memory 20 = 6+6+6+2
+        let short = [doc.clone(), vec![7, 8]].concat();
+        let long = [doc.clone(), (0..11).collect()].concat();
+        let (a, b) = (plan_document(25, &short, &c, None).unwrap(), plan_document(25, &long, &c, None).unwrap());
+        assert_eq!(a.chunks, vec![0..6, 6..12, 12..18, 18..20]);
+        assert_eq!(a.chunks, b.chunks);
+        assert_eq!((a.local.clone(), b.local.clone()), (20..27, 20..36));
+        assert_eq!(a.query, vec![124, 7, 8]);
+        assert_eq!(b.query, vec![8, 9, 10]);
+        // Decided by the document: too short a document is plain whatever the question.
+        assert!(plan_document(9, &long, &c, None).is_none());
+        assert!(plan_document(5, &[doc.clone(), vec![0; 40]].concat(), &FocusConfig { threshold: Some(1), ..c }, None)
+            .is_none());
     }
 }

@@ -1,0 +1,179 @@
+//! A reusable document memory (docs/algorithm.md, "Read once, ask many"): a document is read once,
+//! keeping every memory chunk's raw keys/values, and each question then runs only the query over
+//! the kept chunk caches, and the local forward.
+
+use std::ops::Range;
+
+use crate::backend::Backend;
+use crate::control::{Control, Progress};
+use crate::decode::{Decoder, PlainDecoder};
+use crate::error::{Error, Result};
+use crate::model::{KvCache, LogitsFor, Model};
+
+use super::config::{DecodeMode, FocusConfig};
+use super::decoder::{check_memory, distinct_chunks, FocusDecoder};
+use super::memory::{condense, Chunks, CondenseSpec};
+use super::schedule::{plan_document, Plan};
+
+/// What a [`Document`] keeps between questions.
+enum Kept<B: Backend> {
+    /// A document read with plain attention: the keys/values of all its tokens.
+    Plain(KvCache<B>),
+    /// A document read with FocusLLM: its memory chunks and the raw caches of the distinct ones
+    /// (`of[c]` is the distinct chunk whose cache chunk `c` shares).
+    Memory { chunks: Vec<Range<usize>>, caches: Vec<KvCache<B>>, of: Vec<usize> },
+}
+
+/// A document read once and asked many questions.
+///
+/// [`Document::read`] splits the document with [`plan_document`](super::plan_document), whose
+/// memory chunks do not depend on the question, and keeps each chunk's raw (pre-RoPE) keys and
+/// values. [`Document::ask`] then runs, for a question, only the query tokens of every chunk over a
+/// copy of its kept cache, and the local forward: what a fresh read of the document and the
+/// question with the same split ([`prefill_document`](super::prefill_document)) computes, up to the
+/// order of floating-point sums. The kept caches are never changed, so questions may follow one
+/// another (or a cancelled one) freely. A document too short for FocusLLM (see `plan_document`)
+/// keeps its plain key/value cache instead, and a question extends a copy of it.
+pub struct Document<'m, B: Backend> {
+    model: &'m Model<B>,
+    config: FocusConfig,
+    tokens: Vec<u32>,
+    kept: Kept<B>,
+}
+
+impl<'m, B: Backend> Document<'m, B> {
+    /// Reads `doc` (token ids, with whatever chat header the template puts before the user's
+    /// text) under `config`, with cancellation between chunk batches and progress after each.
+    ///
+    /// Errors: an empty document, an id outside the vocabulary, an invalid configuration, the
+    /// [`DecodeMode::Retrieve`] mode (it keeps no chunk caches), kept caches larger than the
+    /// backend's memory, or cancellation.
+    pub fn read(model: &'m Model<B>, doc: &[u32], config: &FocusConfig, control: Control) -> Result<Self> {
+        config.validate()?;
+        if config.decode == DecodeMode::Retrieve {
+            return Err(Error::InvalidOption {
+                name: "decode",
+                value: config.decode.name().to_string(),
+                reason: "reading by retrieval keeps no chunk caches; a document memory needs another mode",
+            });
+        }
+        if doc.is_empty() {
+            return Err(Error::EmptyInput { what: "the document" });
+        }
+        model.check_tokens(doc)?;
+        if control.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let kept = match plan_document(doc.len(), doc, config, model.config().bos_token_id) {
+            None => {
+                control.report(Progress::Prefill { done: 0, total: 1 });
+                let mut cache = model.new_cache();
+                model.forward_one(doc, &mut cache, LogitsFor::None)?;
+                control.report(Progress::Prefill { done: 1, total: 1 });
+                Kept::Plain(cache)
+            }
+            Some(plan) => {
+                let all: Vec<&[u32]> = plan.chunks.iter().map(|r| &doc[r.clone()]).collect();
+                let (distinct, of) = distinct_chunks(&all, config.share_identical_chunks);
+                let chunks: Vec<&[u32]> = distinct.iter().map(|&c| all[c]).collect();
+                // Every mode needs the raw caches here, whatever it keeps while decoding.
+                check_memory(model, &chunks, &plan, DecodeMode::Exact)?;
+                let total = chunks.len();
+                let spec = CondenseSpec {
+                    chunks: Chunks::Tokens(chunks),
+                    query: &[],
+                    candidates: 0,
+                    keep_caches: true,
+                    logits: false,
+                    batch: config.chunk_batch,
+                };
+                let caches = condense(model, &spec, &control)?.chunk_caches;
+                control.report(Progress::Prefill { done: total + 1, total: total + 1 });
+                Kept::Memory { chunks: plan.chunks, caches, of }
+            }
+        };
+        Ok(Document { model, config: config.clone(), tokens: doc.to_vec(), kept })
+    }
+
+    /// Asks a question: `tail` holds the ids that follow the document (the question, the end of
+    /// the turn and the assistant's header as the chat template renders them). Returns the decoder
+    /// for the answer and the logits of the tail's last position, as
+    /// [`prefill_document`](super::prefill_document) of the document followed by `tail` would.
+    /// The document's kept state is unchanged, whatever happens.
+    ///
+    /// Errors: an empty tail, an id outside the vocabulary, or cancellation (between chunk batches).
+    pub fn ask(&self, tail: &[u32], control: Control) -> Result<(Box<dyn Decoder + Send + 'm>, Vec<f32>)> {
+        if tail.is_empty() {
+            return Err(Error::EmptyInput { what: "the question" });
+        }
+        self.model.check_tokens(tail)?;
+        if control.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let model = self.model;
+        let prev = tail[tail.len() - 1];
+        match &self.kept {
+            Kept::Plain(cache) => {
+                control.report(Progress::Prefill { done: 0, total: 1 });
+                let mut cache = cache.clone();
+                let logits = model.forward_one(tail, &mut cache, LogitsFor::Last)?;
+                control.report(Progress::Prefill { done: 1, total: 1 });
+                Ok((Box::new(PlainDecoder::from_cache(model, cache)), logits.data))
+            }
+            Kept::Memory { chunks, caches, of } => {
+                let plan = self.plan(tail)?;
+                if plan.chunks != *chunks {
+                    return Err(Error::InvalidOption {
+                        name: "plan",
+                        value: format!("{} chunks", plan.chunks.len()),
+                        reason: "the question moved the document's chunks",
+                    });
+                }
+                let (decoder, logits) =
+                    FocusDecoder::from_kept(model, caches, of.clone(), &plan, &self.config, control, prev)?;
+                Ok((Box::new(decoder), logits))
+            }
+        }
+    }
+
+    /// The plan of the document followed by `tail`.
+    fn plan(&self, tail: &[u32]) -> Result<Plan> {
+        let tokens = [self.tokens.as_slice(), tail].concat();
+        plan_document(self.tokens.len(), &tokens, &self.config, self.model.config().bos_token_id).ok_or(
+            Error::InvalidOption {
+                name: "plan",
+                value: format!("{} tokens", tokens.len()),
+                reason: "a document read with FocusLLM must plan memory for every question",
+            },
+        )
+    }
+
+    /// The document's token ids.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// The memory chunks, as ranges of the document (empty when it is read with plain attention).
+    /// They are the same for every question.
+    pub fn chunks(&self) -> &[Range<usize>] {
+        match &self.kept {
+            Kept::Plain(_) => &[],
+            Kept::Memory { chunks, .. } => chunks,
+        }
+    }
+
+    /// Whether the document is read with FocusLLM (it has memory chunks) rather than plain attention.
+    pub fn has_memory(&self) -> bool {
+        matches!(self.kept, Kept::Memory { .. })
+    }
+
+    /// The configuration the document was read with.
+    pub fn config(&self) -> &FocusConfig {
+        &self.config
+    }
+
+    /// The model the document was read by.
+    pub fn model(&self) -> &'m Model<B> {
+        self.model
+    }
+}

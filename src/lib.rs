@@ -199,6 +199,18 @@ impl Llm {
         Ok(Document { inner, llm: self, rest: Some(rest) })
     }
 
+    /// Loads a document saved by [`Document::save`], for this model: its kept caches are mapped
+    /// from the file and uploaded, so no chunk is read again. The file carries the FocusLLM
+    /// configuration it was read with, which the document keeps; a document read as text
+    /// ([`Llm::read_text`]) is asked in text again. A file from another model, or read with
+    /// other candidate projections, is an [`Error::DocumentMismatch`] naming the field that
+    /// differs; a malformed one an [`Error::DocumentInvalid`], a truncated one an
+    /// [`Error::Safetensors`] (see [`focus::Document::load`]).
+    pub fn load_document(&self, path: impl AsRef<Path>) -> Result<Document<'_>> {
+        let (inner, rest) = self.inner.load_document(path.as_ref())?;
+        Ok(Document { inner, llm: self, rest })
+    }
+
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
         self.inner.config()
@@ -270,6 +282,20 @@ impl Document<'_> {
     /// attention); the same for every question.
     pub fn chunks(&self) -> &[std::ops::Range<usize>] {
         self.inner.chunks()
+    }
+
+    /// The FocusLLM configuration the document was read with.
+    pub fn focus(&self) -> &FocusConfig {
+        self.inner.config()
+    }
+
+    /// Saves the document to one safetensors file (its kept caches, ids, chunks, the model's
+    /// identity and the FocusLLM configuration; docs/algorithm.md, "Read once, ask many"), for
+    /// [`Llm::load_document`] to load, in this process or another, on the same model. A
+    /// document read as text keeps what follows its questions in the file, so it is asked in
+    /// text again after loading.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.inner.save(path.as_ref(), self.rest.as_deref())
     }
 }
 

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use focusllm::{FinishReason, GenerateOptions};
+use focusllm::{FinishReason, GenerateOptions, TokenStream};
 
 use crate::error::CliError;
 use crate::progress::ReadProgress;
@@ -50,10 +50,20 @@ pub fn stream(
     progress: &ReadProgress,
 ) -> Result<Answer, CliError> {
     let start = Instant::now();
+    print_stream(start, reader.llm().generate_ids(ids, options), progress)
+}
+
+/// Writes each token of `stream` (what a generation call returned, started at `start`) to stdout
+/// as it comes, as [`stream`] does; an answer to a question about a read document streams this way.
+pub fn print_stream(
+    start: Instant,
+    stream: focusllm::Result<TokenStream<'_>>,
+    progress: &ReadProgress,
+) -> Result<Answer, CliError> {
     let mut answer = Answer { text: String::new(), tokens: 0, prefill_secs: None, decode_secs: 0.0, finish: None };
     // A cancel during the prefill ends the call with `Error::Cancelled`: an answer cancelled
     // before its first token, not a failure.
-    let mut stream = match reader.llm().generate_ids(ids, options) {
+    let mut stream = match stream {
         Ok(stream) => stream,
         Err(focusllm::Error::Cancelled) => {
             progress.finish();

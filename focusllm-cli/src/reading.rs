@@ -42,6 +42,11 @@ impl Reader {
         Ok(Reader { llm, adapter: adapter.map(|a| a.name()), focus: config })
     }
 
+    /// The FocusLLM configuration the policy reads long prompts with; `None` with `--plain`.
+    pub fn focus_config(&self) -> Option<&FocusConfig> {
+        self.focus.as_ref()
+    }
+
     /// The loaded model.
     pub fn llm(&self) -> &Llm {
         &self.llm

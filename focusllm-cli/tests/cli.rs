@@ -103,6 +103,79 @@ fn ask_reads_a_long_document_with_focusllm() {
     }
 }
 
+/// The library's greedy answer to `question` over `document` read as a document memory under
+/// the reading policy of `focus`.
+fn library_document_answer(focus: &FocusArgs, document: &str, question: &str, max_tokens: usize) -> String {
+    let model = ModelArgs { no_adapter: true, ..model_args() };
+    let reader = Reader::load(&model, focus).unwrap();
+    let config = focusllm_cli::commands::ask::memory_config(&reader).unwrap();
+    let read = reader.llm().read_text(document, &config, Default::default()).unwrap();
+    assert!(!read.chunks().is_empty(), "the document is read with FocusLLM");
+    let options = focusllm::GenerateOptions { max_tokens, sampling: Sampling::greedy(), ..Default::default() };
+    read.ask(question, &options).unwrap().map(|t| t.unwrap().text).collect()
+}
+
+#[test]
+fn ask_saves_a_document_memory_and_answers_over_it_later() {
+    let document = LONG_SENTENCE.repeat(12);
+    let doc = temp_file("memory-doc.txt", &document);
+    let memory = std::env::temp_dir().join(format!("focusllm-cli-{}-memory.safetensors", std::process::id()));
+    let memory = memory.to_string_lossy().into_owned();
+    let sizes = ["--threshold", "64", "--local-window", "64", "--chunk-size", "32", "--query-len", "16"];
+    let focus = FocusArgs {
+        threshold: Some(64),
+        local_window: Some(64),
+        chunk_size: Some(32),
+        query_len: Some(16),
+        decode: Some(focusllm::DecodeMode::CachedLocal),
+        ..Default::default()
+    };
+    let first = "How many chapters has the book?";
+    let saved = focusllm()
+        .args(["ask", "--file", &doc.to_string_lossy(), "--save-memory", &memory, "--max-tokens", "4"])
+        .args(["--decode", "cached-local"])
+        .args(sizes)
+        .args(model_flags())
+        .arg(first)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&saved);
+    assert!(saved.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("read with FocusLLM") && stderr.contains("saved to"), "stderr: {stderr}");
+    assert_eq!(stdout_of(&saved), format!("{}\n", library_document_answer(&focus, &document, first, 4)));
+
+    // Another question over the saved memory: no --file, no sizes (the file carries them).
+    let loaded = focusllm()
+        .args(["ask", "--memory", &memory, "--max-tokens", "4"])
+        .args(model_flags())
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    assert!(loaded.status.success(), "stderr: {}", stderr_of(&loaded));
+    let expected = library_document_answer(&focus, &document, QUESTION, 4);
+    assert!(!expected.is_empty());
+    assert_eq!(stdout_of(&loaded), format!("{expected}\n"));
+
+    // A memory saved by another model is refused in one line naming what differs.
+    let qwen =
+        focusllm::Llm::load(focusllm_testdata::fixture_dir("tiny-qwen2"), Device::Cpu { threads: Some(1) }).unwrap();
+    let config = focusllm::FocusConfig {
+        threshold: Some(64),
+        local_window: 64,
+        chunk_size: 32,
+        query_len: Some(16),
+        ..Default::default()
+    };
+    let other = std::env::temp_dir().join(format!("focusllm-cli-{}-qwen2-memory.safetensors", std::process::id()));
+    qwen.read_text(&document, &config, Default::default()).unwrap().save(&other).unwrap();
+    let model = fixture();
+    fails_naming(
+        &["ask", "--memory", &other.to_string_lossy(), "--model", &model.to_string_lossy(), "--no-adapter", "q"],
+        "model.",
+    );
+    fails_naming(&["ask", "--memory", &memory, "--file", &doc.to_string_lossy(), "q"], "--memory");
+}
+
 #[test]
 fn chat_answers_each_line_of_input() {
     let output = focusllm()

@@ -278,6 +278,30 @@ pub enum Error {
         available: u64,
     },
 
+    /// A saved document (see [`focus::Document::load`](crate::focus::Document::load)) was made by
+    /// another model, with other candidate projections, or in another format version.
+    #[error("{path}: the document was saved with {field} = {found}, but here {field} = {expected}")]
+    DocumentMismatch {
+        /// The document file.
+        path: PathBuf,
+        /// The metadata field that differs (e.g. `model.hidden_size`, `model.candidates`).
+        field: String,
+        /// The value the loading model (or this crate) has.
+        expected: String,
+        /// The value the file holds.
+        found: String,
+    },
+
+    /// A saved document file is not a valid one: a metadata entry or tensor is missing or
+    /// malformed, or its chunks, caches and tokens disagree with one another.
+    #[error("{path}: invalid document file: {reason}")]
+    DocumentInvalid {
+        /// The document file.
+        path: PathBuf,
+        /// What is wrong, naming the entry or tensor.
+        reason: String,
+    },
+
     /// The work was cancelled through a [`crate::CancelToken`].
     #[error("cancelled")]
     Cancelled,

@@ -133,6 +133,14 @@ pub trait DocumentMemory: Send + Sync {
     /// cancellation and progress. `options.focus` is ignored: the document keeps the
     /// configuration it was read with.
     fn ask_ids(&self, tail: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>>;
+
+    /// The FocusLLM configuration the document was read with.
+    fn config(&self) -> &FocusConfig;
+
+    /// Saves the document to a safetensors file, with an optional note (see
+    /// [`focus::Document::save_noted`](crate::focus::Document::save_noted));
+    /// [`LanguageModel::load_document`] reads it back.
+    fn save(&self, path: &Path, note: Option<&str>) -> Result<()>;
 }
 
 /// A [`Document`] with the tokenizer and end-of-sequence ids its answers stream with.
@@ -156,6 +164,14 @@ impl<B: Backend> DocumentMemory for PipelineDocument<'_, B> {
         let prompt = [self.document.tokens(), tail].concat();
         let eos = &self.document.model().config().eos_token_ids;
         TokenStream::new(decoder, logits, &prompt, eos, Some(self.tokenizer), options.clone())
+    }
+
+    fn config(&self) -> &FocusConfig {
+        self.document.config()
+    }
+
+    fn save(&self, path: &Path, note: Option<&str>) -> Result<()> {
+        self.document.save_noted(path, note)
     }
 }
 
@@ -188,6 +204,11 @@ pub trait LanguageModel: Send + Sync {
     /// [`focus::Document`](crate::focus::Document)): its memory chunks' raw caches are kept, so
     /// each [`DocumentMemory::ask_ids`] runs only the queries and the local forward.
     fn read_ids(&self, doc: &[u32], focus: &FocusConfig, control: Control) -> Result<Box<dyn DocumentMemory + '_>>;
+
+    /// Loads a document saved by [`DocumentMemory::save`] for this model (see
+    /// [`focus::Document::load`](crate::focus::Document::load) for what is checked), with the
+    /// note saved with it.
+    fn load_document(&self, path: &Path) -> Result<(Box<dyn DocumentMemory + '_>, Option<String>)>;
 
     /// Encodes `prompt` (with the tokenizer's special tokens) and streams the continuation.
     /// An empty prompt is an error even where the tokenizer would add a BOS token.
@@ -238,5 +259,10 @@ where
     fn read_ids(&self, doc: &[u32], focus: &FocusConfig, control: Control) -> Result<Box<dyn DocumentMemory + '_>> {
         let document = Document::read(&self.model, doc, focus, control)?;
         Ok(Box::new(PipelineDocument { document, tokenizer: &self.tokenizer }))
+    }
+
+    fn load_document(&self, path: &Path) -> Result<(Box<dyn DocumentMemory + '_>, Option<String>)> {
+        let (document, note) = Document::load_noted(path, &self.model)?;
+        Ok((Box::new(PipelineDocument { document, tokenizer: &self.tokenizer }), note))
     }
 }

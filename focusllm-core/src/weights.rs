@@ -176,6 +176,22 @@ impl SafetensorsWeights {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
     }
+
+    /// The `__metadata__` entry `key` of the first file that has it.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.files.iter().find_map(|f| f.metadata.metadata().as_ref()?.get(key).map(String::as_str))
+    }
+
+    /// The safetensors dtype, shape and bytes of tensor `name`, whatever its dtype (integer
+    /// tensors included), borrowed from the map.
+    pub(crate) fn raw(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
+        let file = &self.files[*self.index.get(name)?];
+        let info = file.metadata.info(name)?;
+        let start = 8 + file.header_len + info.data_offsets.0;
+        let end = 8 + file.header_len + info.data_offsets.1;
+        // read_metadata has validated the offsets against the buffer, so this slice is in bounds.
+        Some((info.dtype, &info.shape, &file.mmap[start..end]))
+    }
 }
 
 impl WeightSource for SafetensorsWeights {

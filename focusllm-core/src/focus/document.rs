@@ -16,7 +16,7 @@ use super::memory::{condense, Chunks, CondenseSpec};
 use super::schedule::{plan_document, Plan};
 
 /// What a [`Document`] keeps between questions.
-enum Kept<B: Backend> {
+pub(super) enum Kept<B: Backend> {
     /// A document read with plain attention: the keys/values of all its tokens.
     Plain(KvCache<B>),
     /// A document read with FocusLLM: its memory chunks and the raw caches of the distinct ones
@@ -34,11 +34,14 @@ enum Kept<B: Backend> {
 /// order of floating-point sums. The kept caches are never changed, so questions may follow one
 /// another (or a cancelled one) freely. A document too short for FocusLLM (see `plan_document`)
 /// keeps its plain key/value cache instead, and a question extends a copy of it.
+///
+/// [`Document::save`] writes the kept caches to a safetensors file and [`Document::load`] maps
+/// them back for the same model, so a document need not be read again in another process.
 pub struct Document<'m, B: Backend> {
-    model: &'m Model<B>,
-    config: FocusConfig,
-    tokens: Vec<u32>,
-    kept: Kept<B>,
+    pub(super) model: &'m Model<B>,
+    pub(super) config: FocusConfig,
+    pub(super) tokens: Vec<u32>,
+    pub(super) kept: Kept<B>,
 }
 
 impl<'m, B: Backend> Document<'m, B> {

@@ -7,6 +7,7 @@
 mod config;
 mod decoder;
 mod document;
+mod document_file;
 mod memory;
 mod retrieve;
 mod schedule;

@@ -69,7 +69,23 @@ impl<B: Backend> Model<B> {
         let norm = upload(b, source, "model.norm.weight")?;
         let lm_head = if config.tie_word_embeddings { None } else { Some(upload(b, source, "lm_head.weight")?) };
         let rope = RopeTable::new(config.rope_inv_freq());
-        let mut model = Model { backend, config, embed, layers, norm, lm_head, rope };
+        let down = format!("model.layers.{}.mlp.down_proj.weight", config.num_layers - 1);
+        let mut fingerprint = Fingerprint::new();
+        for name in ["model.embed_tokens.weight", "model.norm.weight", &down] {
+            fingerprint.tensor(source, name)?;
+        }
+        let weights_fingerprint = fingerprint.finish();
+        let mut model = Model {
+            backend,
+            config,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            rope,
+            weights_fingerprint,
+            candidates_fingerprint: None,
+        };
         // A trained FocusLLM checkpoint ships its candidate projections beside the base weights.
         model.load_candidate_projections(source)?;
         Ok(model)
@@ -85,6 +101,7 @@ impl<B: Backend> Model<B> {
         let (h, i, qd, kvd) = (config.hidden_size, config.intermediate_size, config.q_dim(), config.kv_dim());
         // (slot, tensor prefix, expected weight shape, has bias)
         let mut loaded = 0;
+        let mut fingerprint = Fingerprint::new();
         let mut new_layers = Vec::with_capacity(config.num_layers);
         for l in 0..config.num_layers {
             let p = format!("model.layers.{l}");
@@ -99,7 +116,12 @@ impl<B: Backend> Model<B> {
             let mut slots: [Option<CandidateLinear<B>>; 6] = Default::default();
             for (slot, (prefix, shape, bias)) in slots.iter_mut().zip(specs) {
                 *slot = candidate_linear(&self.backend, source, &prefix, shape, bias)?;
-                loaded += usize::from(slot.is_some());
+                if slot.is_some() {
+                    loaded += 1;
+                    for part in ["weight", "bias", "lora_a", "lora_b"] {
+                        fingerprint.tensor(source, &format!("{prefix}.{part}"))?;
+                    }
+                }
             }
             let [q, k, v, o, up, down] = slots;
             new_layers.push(CandidateProjections { q, k, v, o, up, down });
@@ -107,6 +129,7 @@ impl<B: Backend> Model<B> {
         for (layer, candidate) in self.layers.iter_mut().zip(new_layers) {
             layer.candidate = candidate;
         }
+        self.candidates_fingerprint = (loaded > 0).then(|| fingerprint.finish());
         Ok(loaded)
     }
 }
@@ -153,5 +176,37 @@ fn candidate_linear<B: Backend>(
             value: "a full matrix beside lora_a/lora_b".to_string(),
             reason: "a candidate projection is given either in full or as a low-rank delta".to_string(),
         }),
+    }
+}
+
+/// How many leading bytes of a tensor go into a fingerprint.
+const FINGERPRINT_BYTES: usize = 1 << 16;
+
+/// FNV-1a (64 bits) over tensors' names, dtypes, shapes and leading bytes: stable across
+/// platforms and Rust versions, as a fingerprint saved in a file must be.
+pub(crate) struct Fingerprint(u64);
+
+impl Fingerprint {
+    pub(crate) fn new() -> Self {
+        Fingerprint(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// Adds the tensor `name` of `source`, if it has one.
+    fn tensor(&mut self, source: &dyn WeightSource, name: &str) -> Result<()> {
+        let Some(t) = source.tensor(name)? else { return Ok(()) };
+        self.bytes(name.as_bytes());
+        self.bytes(format!("{:?}{:?}", t.dtype, t.shape).as_bytes());
+        self.bytes(&t.bytes[..t.bytes.len().min(FINGERPRINT_BYTES)]);
+        Ok(())
+    }
+
+    pub(crate) fn finish(&self) -> u64 {
+        self.0
     }
 }

@@ -165,6 +165,10 @@ pub struct Model<B: Backend> {
     pub(crate) lm_head: Option<B::Weight>,
     /// cos/sin per position, on the device.
     pub(crate) rope: RopeTable<B>,
+    /// Fingerprint of the weights, taken from the checkpoint's bytes at load.
+    pub(crate) weights_fingerprint: u64,
+    /// Fingerprint of the candidate projections loaded, `None` when there are none.
+    pub(crate) candidates_fingerprint: Option<u64>,
 }
 
 fn layer_kv<'c, B: Backend>(seq: &'c SeqInput<'_, B>, layer: usize) -> &'c LayerKv<B> {
@@ -189,6 +193,21 @@ impl<B: Backend> Model<B> {
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// A fingerprint of the checkpoint's weights (a hash of the leading bytes, dtype and shape of
+    /// the embedding table, the final norm and the last layer's down projection, as stored in the
+    /// checkpoint), the same on every backend. It tells two checkpoints apart, e.g. to refuse a
+    /// saved [`focus::Document`](crate::focus::Document) from another model; it is no checksum.
+    pub fn weights_fingerprint(&self) -> u64 {
+        self.weights_fingerprint
+    }
+
+    /// A fingerprint of the loaded candidate projections (a hash of the names, dtypes, shapes and
+    /// leading bytes of their tensors), `None` when none is loaded (they are copies of the
+    /// ordinary projections).
+    pub fn candidates_fingerprint(&self) -> Option<u64> {
+        self.candidates_fingerprint
     }
 
     /// The backend the model runs on.

@@ -80,10 +80,10 @@ fn copied_candidate_kv_equals_ordinary_last_token_kv() {
         let mut cand_cache = m.new_cache();
         m.forward(&mut [SeqInput { tokens: &tokens, cache: &mut cand_cache, candidates: 1, logits: LogitsFor::None }])
             .unwrap();
-        let candidate = cand_cache.split_off_last(b, 1).unwrap();
+        let candidate = cand_cache.split_off_last(m, 1).unwrap();
         let mut plain_cache = m.new_cache();
         m.forward_one(&tokens, &mut plain_cache, LogitsFor::None).unwrap();
-        let last = plain_cache.split_off_last(b, 1).unwrap();
+        let last = plain_cache.split_off_last(m, 1).unwrap();
         let mut worst = 0.0f32;
         for l in 0..m.config().num_layers {
             let (c, o) = (candidate.layer(l).unwrap(), last.layer(l).unwrap());
@@ -324,4 +324,41 @@ fn an_adapter_from_bytes_is_the_adapter_from_its_file() {
     // Bytes that are no safetensors file are a typed error naming the adapter.
     let e = load("tiny-llama").load_adapter_bytes(b"not an adapter").unwrap_err();
     assert!(matches!(&e, focusllm::Error::Safetensors { path, .. } if path.to_str() == Some("<adapter bytes>")), "{e}");
+}
+
+#[test]
+fn refreshing_some_chunks() {
+    // 10 memory chunks; cached-local decoding of 6 tokens with every chunk or some refreshed.
+    let p = tiny_model(true);
+    let g = golden("tiny-llama");
+    let run = |refresh_chunks: Option<usize>| {
+        let config =
+            FocusConfig { decode: DecodeMode::CachedLocal, refresh_chunks, chunk_batch: 3, ..g.config.clone() };
+        let (mut decoder, logits) = prefill(p.model(), &g.ids, Some(&config), Control::default()).unwrap();
+        let mut all = vec![logits];
+        for t in [5u32, 9, 13, 2, 7, 11] {
+            all.push(decoder.step(t).unwrap());
+        }
+        all
+    };
+    let every = run(None);
+    // As many chunks as there are (or more) is cached-local itself, to the last bit.
+    for k in [10, 64] {
+        for (step, (a, b)) in every.iter().zip(&run(Some(k))).enumerate() {
+            assert_eq!(a, b, "refresh {k}, step {step}");
+        }
+    }
+    // Fewer: the same prefill, then stale candidates in the chunks not chosen change the logits.
+    for k in [1, 3] {
+        let some = run(Some(k));
+        assert_eq!(some[0], every[0], "refresh {k}: prefill");
+        let worst = some.iter().zip(&every).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);
+        assert!(worst > 1e-4 && some.iter().flatten().all(|x| x.is_finite()), "refresh {k}: max |diff| {worst}");
+    }
+    // Only cached-local decoding refreshes some chunks, and at least one.
+    for (decode, k) in [(DecodeMode::Exact, 2), (DecodeMode::CachedLocal, 0)] {
+        let config = FocusConfig { decode, refresh_chunks: Some(k), ..g.config.clone() };
+        let err = prefill(p.model(), &g.ids, Some(&config), Control::default()).err().expect("refused");
+        assert!(err.to_string().contains("refresh_chunks"), "{err}");
+    }
 }

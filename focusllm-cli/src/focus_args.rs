@@ -62,6 +62,11 @@ pub struct FocusArgs {
     #[arg(long, value_name = "N")]
     pub read_margin: Option<usize>,
 
+    /// Cached-local decoding only: chunks whose candidate is refreshed per generated token (those
+    /// the answer attends to most), or `all`.
+    #[arg(long, value_name = "N|all", value_parser = parse_refresh)]
+    pub refresh_chunks: Option<Refresh>,
+
     /// Never read with FocusLLM: plain attention only (a prompt past the window is refused).
     #[arg(long)]
     pub plain: bool,
@@ -87,6 +92,21 @@ pub enum OrderArg {
     SinkFirst,
 }
 
+/// `--refresh-chunks`: a count, or every chunk (`all`, as `None` in [`FocusConfig::refresh_chunks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refresh(pub Option<usize>);
+
+/// Parses `--refresh-chunks`: a positive count or `all`.
+pub fn parse_refresh(text: &str) -> Result<Refresh, String> {
+    match text {
+        "all" => Ok(Refresh(None)),
+        _ => match text.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Refresh(Some(n))),
+            _ => Err("expected a positive number of chunks or `all`".to_string()),
+        },
+    }
+}
+
 /// Parses `--decode` with the library's own names.
 pub fn parse_decode(text: &str) -> Result<DecodeMode, String> {
     DecodeMode::parse(text).map_err(|_| "expected exact, cached-local, frozen, min-entropy or retrieve".to_string())
@@ -96,13 +116,21 @@ impl FocusArgs {
     /// `base` with every flag given applied; `header_len` is the prompt's chat header, which
     /// `--prefix header` puts in front of each chunk's query.
     pub fn over(&self, base: FocusConfig, header_len: usize) -> FocusConfig {
+        let decode = self.decode.unwrap_or(base.decode);
+        // Only cached-local decoding refreshes some chunks (commands that read in several modes
+        // apply the flag to their cached-local ones).
+        let refresh_chunks = match (decode, self.refresh_chunks) {
+            (DecodeMode::CachedLocal, Some(Refresh(n))) => n,
+            (DecodeMode::CachedLocal, None) => base.refresh_chunks,
+            _ => None,
+        };
         FocusConfig {
             local_window: self.local_window.unwrap_or(base.local_window),
             chunk_size: self.chunk_size.unwrap_or(base.chunk_size),
             query_len: self.query_len.or(base.query_len),
             threshold: self.threshold.or(base.threshold),
             candidates_per_chunk: self.candidates_per_chunk.unwrap_or(base.candidates_per_chunk),
-            decode: self.decode.unwrap_or(base.decode),
+            decode,
             chunk_batch: self.chunk_batch.unwrap_or(base.chunk_batch),
             prefix: match self.prefix {
                 None => base.prefix,
@@ -119,6 +147,7 @@ impl FocusArgs {
                 && !self.no_share_identical_chunks,
             read_budget: self.read_budget.or(base.read_budget),
             read_margin: self.read_margin.unwrap_or(base.read_margin),
+            refresh_chunks,
         }
     }
 

@@ -4,12 +4,14 @@
 //! independent sequences* packed one after another along the rows, so every weight is read once per
 //! call for all of them; [`AttentionSeq`] tells the attention operation where each sequence's rows are.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::error::Result;
 use crate::weights::HostTensor;
 
-/// Where one sequence's rows lie in the packed query and key/value tensors of an attention call.
+/// Where one sequence's rows lie in the packed queries of an attention call and in its own keys
+/// and values ([`KeyValues`]).
 ///
 /// Query row `i` (0-based within the sequence) sits at key position `kv_len - q_len + i` and attends
 /// to keys `0..=kv_len - q_len + i` (causal over past ++ new).
@@ -19,10 +21,57 @@ pub struct AttentionSeq {
     pub q_start: usize,
     /// Number of new (query) tokens.
     pub q_len: usize,
-    /// First row of this sequence in the packed keys and values.
+    /// First row of this sequence's keys and values in its [`KeyValues`] tensors.
     pub kv_start: usize,
     /// Number of keys (past ++ new); at least `q_len`.
     pub kv_len: usize,
+}
+
+/// The keys (RoPE applied) and values one sequence of an attention call reads, `[rows,
+/// kv_heads*head_dim]` each: typically the sequence's own cache, read in place. Sequences may
+/// share one pair (a packed batch), each at its own [`AttentionSeq::kv_start`].
+#[derive(Debug)]
+pub struct KeyValues<'a, T> {
+    /// Keys, RoPE applied.
+    pub k: &'a T,
+    /// Values.
+    pub v: &'a T,
+}
+
+impl<T> Clone for KeyValues<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for KeyValues<'_, T> {}
+
+/// For a backend whose attention kernel reads one key and one value buffer: the sequences' keys
+/// and values packed one after another, with the sequences re-addressed into them; when every
+/// sequence already reads the same pair, that pair as it is and the sequences unchanged.
+#[allow(clippy::type_complexity)] // the packed pair, borrowed or owned, and the new addresses
+pub fn packed_key_values<'a, B: Backend>(
+    backend: &B,
+    kv: &[KeyValues<'a, B::Tensor>],
+    seqs: &[AttentionSeq],
+) -> Result<(Cow<'a, B::Tensor>, Cow<'a, B::Tensor>, Vec<AttentionSeq>)> {
+    if let Some(first) = kv.first() {
+        if kv.iter().all(|p| std::ptr::eq(p.k, first.k) && std::ptr::eq(p.v, first.v)) {
+            return Ok((Cow::Borrowed(first.k), Cow::Borrowed(first.v), seqs.to_vec()));
+        }
+    }
+    let mut packed = Vec::with_capacity(seqs.len());
+    let mut row = 0;
+    for s in seqs {
+        packed.push(AttentionSeq { kv_start: row, ..*s });
+        row += s.kv_len;
+    }
+    let part = |t: fn(&KeyValues<'a, B::Tensor>) -> &'a B::Tensor| -> Vec<RowSlice<'a, B::Tensor>> {
+        kv.iter().zip(seqs).map(|(p, s)| RowSlice { tensor: t(p), rows: s.kv_start..s.kv_start + s.kv_len }).collect()
+    };
+    let k = backend.gather_rows(&part(|p| p.k))?;
+    let v = backend.gather_rows(&part(|p| p.v))?;
+    Ok((Cow::Owned(k), Cow::Owned(v), packed))
 }
 
 /// Head layout of an attention call.
@@ -102,19 +151,21 @@ pub trait Backend: Send + Sync + 'static {
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Weight, eps: f32) -> Result<Self::Tensor>;
 
     /// Rotary position embedding (half-split layout, as Hugging Face's `rotate_half`) applied to
-    /// every head of every row; row `r` is at position `positions[r]`. `table` is the model's
-    /// [`RopeTable`](crate::RopeTable) tensor `[positions, head_dim]`: row `p` holds the cosines
-    /// of position `p`'s angles, then their sines; every position is below its row count.
+    /// every head of every row; row `r` is rotated by row `positions[r]` of `table`, a
+    /// `[positions, head_dim]` tensor whose row `p` holds the cosines of `p`'s angles, then their
+    /// sines; every position is below its row count. The table is the model's
+    /// [`RopeTable`](crate::RopeTable), or one of angle differences that moves cached (rotated)
+    /// keys to other positions.
     fn rope(&self, x: &Self::Tensor, positions: &[u32], table: &Self::Tensor, head_dim: usize) -> Result<Self::Tensor>;
 
     /// Scaled dot-product attention for a packed batch: `q` is `[sum q_len, heads*head_dim]`
-    /// (RoPE applied), `k`/`v` are `[sum kv_len, kv_heads*head_dim]` (RoPE applied to `k`).
+    /// (RoPE applied); sequence `i` reads its keys and values from `kv[i]` (rows `kv_start..
+    /// kv_start + kv_len`), so the caches of a batch are read where they are, not copied together.
     /// Causal within each sequence as [`AttentionSeq`] describes; GQA by head grouping.
     fn attention(
         &self,
         q: &Self::Tensor,
-        k: &Self::Tensor,
-        v: &Self::Tensor,
+        kv: &[KeyValues<'_, Self::Tensor>],
         seqs: &[AttentionSeq],
         heads: HeadLayout,
     ) -> Result<Self::Tensor>;

@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use crate::backend::{AttentionSeq, Backend, HeadLayout, RowSlice};
+use crate::backend::{AttentionSeq, Backend, HeadLayout, KeyValues, RowSlice};
 use crate::error::{Error, Result};
 use crate::weights::HostTensor;
 
@@ -113,26 +113,29 @@ impl<'a, B: Backend> Checked<'a, B> {
         self.0.rope(x, positions, table, head_dim)
     }
 
-    /// [`Backend::attention`]: widths from `heads`, every sequence inside the packed tensors, the
-    /// sequences covering every query row.
+    /// [`Backend::attention`]: widths from `heads`, one key/value pair per sequence, every
+    /// sequence inside the queries and its own keys/values, the sequences covering every query row.
     pub fn attention(
         &self,
         q: &B::Tensor,
-        k: &B::Tensor,
-        v: &B::Tensor,
+        kv: &[KeyValues<'_, B::Tensor>],
         seqs: &[AttentionSeq],
         heads: HeadLayout,
     ) -> Result<B::Tensor> {
-        let ((q_rows, q_cols), (k_rows, k_cols), (v_rows, v_cols)) = (self.0.dims(q), self.0.dims(k), self.0.dims(v));
+        let (q_rows, q_cols) = self.0.dims(q);
         let HeadLayout { num_heads, num_kv_heads, head_dim } = heads;
         ensure(num_kv_heads > 0 && head_dim > 0 && num_heads % num_kv_heads == 0, "attention", || {
             format!("{num_heads} heads over {num_kv_heads} kv heads of width {head_dim}")
         })?;
         ensure(q_cols == num_heads * head_dim, "attention", || format!("q width {q_cols} for {heads:?}"))?;
-        ensure(k_cols == num_kv_heads * head_dim && (v_rows, v_cols) == (k_rows, k_cols), "attention", || {
-            format!("k [{k_rows}, {k_cols}] / v [{v_rows}, {v_cols}] for {heads:?}")
+        ensure(kv.len() == seqs.len(), "attention", || {
+            format!("{} key/value pairs for {} sequences", kv.len(), seqs.len())
         })?;
-        for s in seqs {
+        for (s, pair) in seqs.iter().zip(kv) {
+            let ((k_rows, k_cols), (v_rows, v_cols)) = (self.0.dims(pair.k), self.0.dims(pair.v));
+            ensure(k_cols == num_kv_heads * head_dim && (v_rows, v_cols) == (k_rows, k_cols), "attention", || {
+                format!("k [{k_rows}, {k_cols}] / v [{v_rows}, {v_cols}] for {heads:?}")
+            })?;
             let inside = s.q_len <= s.kv_len
                 && s.q_start.checked_add(s.q_len).is_some_and(|end| end <= q_rows)
                 && s.kv_start.checked_add(s.kv_len).is_some_and(|end| end <= k_rows);
@@ -146,7 +149,7 @@ impl<'a, B: Backend> Checked<'a, B> {
         ensure(disjoint && covered == q_rows, "attention", || {
             format!("sequences cover {covered} of {q_rows} query rows (overlapping: {})", !disjoint)
         })?;
-        self.0.attention(q, k, v, seqs, heads)
+        self.0.attention(q, kv, seqs, heads)
     }
 
     /// [`Backend::swiglu`] of two tensors of one shape.

@@ -24,7 +24,7 @@ mod sampling;
 mod tokenizer;
 mod weights;
 
-pub use backend::{grown_capacity, AttentionSeq, Backend, HeadLayout, RowSlice};
+pub use backend::{grown_capacity, packed_key_values, AttentionSeq, Backend, HeadLayout, KeyValues, RowSlice};
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use check::Checked;
 pub use config::{Architecture, ModelConfig, RopeScaling};

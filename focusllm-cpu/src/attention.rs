@@ -1,10 +1,11 @@
 //! Causal scaled dot-product attention over a packed batch of sequences, with GQA.
 //!
 //! Work is split into (sequence, head, block of query rows) tasks; each computes its scores
-//! `Q K^T` and output `P V` with `gemm` straight from the packed tensors (strided, no copies), so
+//! `Q K^T` and output `P V` with `gemm` straight from the queries and the sequence's own keys and
+//! values (its cache, strided, no copies), so
 //! long prefills run at matrix-product speed and a single decoded token still uses every thread.
 
-use focusllm_core::{AttentionSeq, HeadLayout};
+use focusllm_core::{AttentionSeq, HeadLayout, KeyValues};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -38,15 +39,14 @@ struct Task {
 /// See [`focusllm_core::Backend::attention`].
 pub(crate) fn attention(
     q: &CpuTensor,
-    k: &CpuTensor,
-    v: &CpuTensor,
+    kv: &[KeyValues<'_, CpuTensor>],
     seqs: &[AttentionSeq],
     h: HeadLayout,
 ) -> CpuTensor {
     let (nh, hd) = (h.num_heads, h.head_dim);
     let group = nh / h.num_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let (q_stride, kv_stride) = (q.cols, k.cols);
+    let (q_stride, kv_stride) = (q.cols, h.num_kv_heads * hd);
     let mut out = vec![0.0f32; q.rows * q.cols];
     let out_ptr = OutPtr(out.as_mut_ptr());
 
@@ -59,7 +59,7 @@ pub(crate) fn attention(
         }
     }
     tasks.par_iter().for_each_init(Vec::new, |buffer: &mut Vec<f32>, t| {
-        let seq = &seqs[t.seq];
+        let (seq, KeyValues { k, v }) = (&seqs[t.seq], kv[t.seq]);
         let rows = t.end - t.start;
         let offset = seq.kv_len - seq.q_len; // query row i sits at key position offset + i
         let keys = offset + t.end; // keys visible to the block's last row
@@ -73,8 +73,9 @@ pub(crate) fn attention(
         let q_base = q.data[(seq.q_start + t.start) * q_stride + t.head * hd..].as_ptr();
         let k_base = k.data[seq.kv_start * kv_stride + kv_col..].as_ptr();
         let v_base = v.data[seq.kv_start * kv_stride + kv_col..].as_ptr();
-        // SAFETY: all strides stay inside the packed tensors (the backend checked every sequence's
-        // rows against the tensors' sizes); scores is rows x keys, row-major.
+        // SAFETY: all strides stay inside the queries and this sequence's keys/values (the contract's
+        // check put every sequence's rows inside its tensors, of width kv_stride); scores is
+        // rows x keys, row-major.
         unsafe {
             // scores[i, j] = scale * q[i] . k[j]
             gemm::gemm(

@@ -19,7 +19,9 @@ mod weight;
 
 use std::ops::Range;
 
-use focusllm_core::{grown_capacity, AttentionSeq, Backend, Error, HeadLayout, HostTensor, Result, RowSlice};
+use focusllm_core::{
+    grown_capacity, AttentionSeq, Backend, Error, HeadLayout, HostTensor, KeyValues, Result, RowSlice,
+};
 
 pub use half_matrix::HalfMatrix;
 pub use quantized::QuantMatrix;
@@ -139,12 +141,11 @@ impl Backend for CpuBackend {
     fn attention(
         &self,
         q: &CpuTensor,
-        k: &CpuTensor,
-        v: &CpuTensor,
+        kv: &[KeyValues<'_, CpuTensor>],
         seqs: &[AttentionSeq],
         h: HeadLayout,
     ) -> Result<CpuTensor> {
-        Ok(self.pool.install(|| attention::attention(q, k, v, seqs, h)))
+        Ok(self.pool.install(|| attention::attention(q, kv, seqs, h)))
     }
 
     fn swiglu(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {

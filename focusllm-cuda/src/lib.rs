@@ -27,7 +27,9 @@ mod tensor;
 
 use std::ops::Range;
 
-use focusllm_core::{AttentionSeq, Backend, DType, HeadLayout, HostTensor, Result, RowSlice};
+use focusllm_core::{
+    packed_key_values, AttentionSeq, Backend, DType, HeadLayout, HostTensor, KeyValues, Result, RowSlice,
+};
 
 pub use device::driver_present;
 pub use tensor::{CudaTensor, CudaWeight};
@@ -183,12 +185,13 @@ impl Backend for CudaBackend {
     fn attention(
         &self,
         q: &CudaTensor,
-        k: &CudaTensor,
-        v: &CudaTensor,
+        kv: &[KeyValues<'_, CudaTensor>],
         seqs: &[AttentionSeq],
         heads: HeadLayout,
     ) -> Result<CudaTensor> {
-        self.op_attention(q, k, v, seqs, heads)
+        // The kernel reads one key and one value buffer: a batch's caches are packed first.
+        let (k, v, seqs) = packed_key_values(self, kv, seqs)?;
+        self.op_attention(q, &k, &v, &seqs, heads)
     }
 
     fn swiglu(&self, gate: &CudaTensor, up: &CudaTensor) -> Result<CudaTensor> {

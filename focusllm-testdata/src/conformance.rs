@@ -14,8 +14,8 @@ use std::ops::Range;
 
 use focusllm_core::focus::CandidateOrder;
 use focusllm_core::{
-    rope_table_rows, AttentionSeq, Backend, Checked, Error, GenerateOptions, HeadLayout, HostTensor, LanguageModel,
-    LogitsFor, Pipeline, RowSlice, SeqInput,
+    rope_table_rows, AttentionSeq, Backend, Checked, Error, GenerateOptions, HeadLayout, HostTensor, KeyValues,
+    LanguageModel, LogitsFor, Pipeline, RowSlice, SeqInput,
 };
 use half::{bf16, f16};
 
@@ -501,8 +501,10 @@ pub fn rope<B: Backend>(b: &B, _: Storage) {
     eprintln!("MEASURED {} rope: max |diff| {worst:.2e}", b.name());
 }
 
-/// One packed attention call of sequences `(q_len, kv_len)` against [`attention_ref`]; returns
-/// its largest difference. Queries and keys are scaled by `scale` (large: a peaked softmax).
+/// Attention of sequences `(q_len, kv_len)` against [`attention_ref`], twice: every sequence
+/// reading one packed key/value pair, and every sequence reading a pair of its own (with `kv_gap`
+/// unused rows before its keys); returns the larger difference. Queries and keys are scaled by
+/// `scale` (large: a peaked softmax).
 pub fn attention_case<B: Backend>(
     b: &B,
     rng: &mut Rng,
@@ -517,18 +519,28 @@ pub fn attention_case<B: Backend>(
     let (qc, kc) = (h.num_heads * h.head_dim, h.num_kv_heads * h.head_dim);
     let (qv, kv, vv) = (rng.scaled(q_rows * qc, scale), rng.scaled(kv_rows * kc, scale), rng.vec(kv_rows * kc));
     let (q, k, v) = (tensor(b, &qv, q_rows, qc), tensor(b, &kv, kv_rows, kc), tensor(b, &vv, kv_rows, kc));
-    let out =
-        Checked::new(b).attention(&q, &k, &v, &seqs, h).unwrap_or_else(|e| panic!("{}: attention: {e}", b.name()));
-    assert_eq!(b.dims(&out), (q_rows, qc), "{}: attention dims", b.name());
-    let d = max_abs_diff(&host(b, &out), &attention_ref(&qv, &kv, &vv, &seqs, h));
+    let expected = attention_ref(&qv, &kv, &vv, &seqs, h);
     let what = shapes.iter().take(4).map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" ");
-    assert!(
-        d < POINTWISE_TOL,
-        "{}: attention [{what}{}] {h:?}: max |diff| {d}",
-        b.name(),
-        if shapes.len() > 4 { " ..." } else { "" }
-    );
-    d
+    let more = if shapes.len() > 4 { " ..." } else { "" };
+    let check = |pairs: &[KeyValues<'_, B::Tensor>], seqs: &[AttentionSeq], layout: &str| {
+        let out = Checked::new(b)
+            .attention(&q, pairs, seqs, h)
+            .unwrap_or_else(|e| panic!("{}: attention ({layout}): {e}", b.name()));
+        assert_eq!(b.dims(&out), (q_rows, qc), "{}: attention dims", b.name());
+        let d = max_abs_diff(&host(b, &out), &expected);
+        assert!(d < POINTWISE_TOL, "{}: attention ({layout}) [{what}{more}] {h:?}: max |diff| {d}", b.name());
+        d
+    };
+    let shared = check(&vec![KeyValues { k: &k, v: &v }; seqs.len()], &seqs, "one packed pair");
+    // Each sequence's own pair: `kv_gap` rows of other keys, then its keys.
+    let own = |data: &[f32], s: &AttentionSeq| {
+        let start = s.kv_start.saturating_sub(kv_gap);
+        tensor(b, &data[start * kc..(s.kv_start + s.kv_len) * kc], s.kv_start - start + s.kv_len, kc)
+    };
+    let tensors: Vec<_> = seqs.iter().map(|s| (own(&kv, s), own(&vv, s))).collect();
+    let pairs: Vec<_> = tensors.iter().map(|(k, v)| KeyValues { k, v }).collect();
+    let local: Vec<_> = seqs.iter().map(|s| AttentionSeq { kv_start: s.kv_start.min(kv_gap), ..*s }).collect();
+    shared.max(check(&pairs, &local, "a pair per sequence"))
 }
 
 /// Attention of packed batches: prefill, single-row decode over long pasts (key splits), chunks
@@ -707,23 +719,27 @@ pub fn checked_errors<B: Backend>(b: &B, _: Storage) {
     let (q, k) = (t(2, 4), t(2, 4));
     let h = HeadLayout { num_heads: 2, num_kv_heads: 2, head_dim: 2 };
     let seq = |q_start, q_len, kv_start, kv_len| AttentionSeq { q_start, q_len, kv_start, kv_len };
+    let pair = [KeyValues { k: &k, v: &k }];
+    let pairs = [pair[0], pair[0]];
     for (seqs, what) in [
         (vec![seq(0, 2, 0, 1)], "q_len > kv_len"),
         (vec![seq(0, 1, 0, 1)], "a query row uncovered"),
         (vec![seq(0, 2, 1, 2)], "keys out of range"),
         (vec![seq(0, 2, 0, 2), seq(1, 1, 0, 1)], "overlapping sequences"),
     ] {
-        refused(name, c.attention(&q, &k, &k, &seqs, h), "attention", what);
+        refused(name, c.attention(&q, &pairs[..seqs.len()], &seqs, h), "attention", what);
     }
     let whole = [seq(0, 2, 0, 2)];
+    refused(name, c.attention(&q, &pairs, &whole, h), "attention", "two key/value pairs for one sequence");
     refused(
         name,
-        c.attention(&q, &k, &k, &whole, HeadLayout { num_heads: 3, num_kv_heads: 2, head_dim: 2 }),
+        c.attention(&q, &pair, &whole, HeadLayout { num_heads: 3, num_kv_heads: 2, head_dim: 2 }),
         "attention",
         "3 heads over 2",
     );
-    refused(name, c.attention(&q, &k, &t(2, 2), &whole, h), "attention", "v narrower than k");
-    refused(name, c.attention(&t(2, 6), &k, &k, &whole, h), "attention", "q wider than the heads");
+    let narrow = t(2, 2);
+    refused(name, c.attention(&q, &[KeyValues { k: &k, v: &narrow }], &whole, h), "attention", "v narrower than k");
+    refused(name, c.attention(&t(2, 6), &pair, &whole, h), "attention", "q wider than the heads");
 
     let (a23, a32) = (t(2, 3), t(3, 2));
     refused(name, c.add(&a23, &a32), "add", "2x3 + 3x2");

@@ -25,7 +25,7 @@ mod tensor;
 use std::ops::Range;
 use std::sync::Arc;
 
-use focusllm_core::{AttentionSeq, Backend, HeadLayout, HostTensor, Result, RowSlice};
+use focusllm_core::{packed_key_values, AttentionSeq, Backend, HeadLayout, HostTensor, KeyValues, Result, RowSlice};
 
 use context::{err, Context};
 use kernels::{attention, elementwise, embedding, matmul, norm, rope, rows};
@@ -187,12 +187,13 @@ impl Backend for WgpuBackend {
     fn attention(
         &self,
         q: &WgpuTensor,
-        k: &WgpuTensor,
-        v: &WgpuTensor,
+        kv: &[KeyValues<'_, WgpuTensor>],
         seqs: &[AttentionSeq],
         heads: HeadLayout,
     ) -> Result<WgpuTensor> {
-        attention::attention(&self.ctx, q, k, v, seqs, heads)
+        // The kernel reads one key and one value buffer: a batch's caches are packed first.
+        let (k, v, seqs) = packed_key_values(self, kv, seqs)?;
+        attention::attention(&self.ctx, q, &k, &v, &seqs, heads)
     }
 
     fn swiglu(&self, gate: &WgpuTensor, up: &WgpuTensor) -> Result<WgpuTensor> {

@@ -238,11 +238,15 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
         return Err(CliError::Usage("--modes is empty".into()));
     }
     let retrieve = FocusConfig { query_len: Some(args.retrieve_query), ..args.focus.over(retrieve_sizes(), 0) };
-    let trained = args.focus.over(adapter_sizes(), 0);
+    let trained = |decode| args.focus.over(FocusConfig { decode, ..adapter_sizes() }, 0);
     // Retrieval is named with its read budget: each budget is a column of its own in the tables.
     let budget = retrieve.read_budget.unwrap_or(2048);
+    // Cached-local decoding that refreshes only some chunks is named with their count.
     let label = |m: Mode| match m {
         Mode::Focus(DecodeMode::Retrieve) => format!("{}@{budget}", m.name()),
+        Mode::Focus(d) | Mode::Adapter(d) if trained(d).refresh_chunks.is_some() => {
+            format!("{}@top{}", m.name(), trained(d).refresh_chunks.unwrap_or_default())
+        }
         _ => m.name(),
     };
     let columns: Vec<String> = if args.report_modes.is_empty() {
@@ -297,10 +301,8 @@ pub fn run(args: EvalArgs) -> Result<(), CliError> {
                 Mode::Plain if length > args.plain_max => continue,
                 Mode::Plain => (&llm, None),
                 Mode::Focus(DecodeMode::Retrieve) => (&llm, Some(retrieve.clone())),
-                Mode::Focus(m) => (&llm, Some(FocusConfig { decode: m, ..trained.clone() })),
-                Mode::Adapter(m) => {
-                    (adapted.as_ref().unwrap_or(&llm), Some(FocusConfig { decode: m, ..trained.clone() }))
-                }
+                Mode::Focus(m) => (&llm, Some(trained(m))),
+                Mode::Adapter(m) => (adapted.as_ref().unwrap_or(&llm), Some(trained(m))),
             };
             let record = run_sample(model, &sample, &label(mode), focus, args.max_tokens)?;
             if args.verbose {

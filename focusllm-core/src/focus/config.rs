@@ -124,6 +124,13 @@ pub struct FocusConfig {
     /// chunk that is not next to another chosen one, so that a fact cut by a chunk boundary is read
     /// whole; counted in the budget.
     pub read_margin: usize,
+    /// [`DecodeMode::CachedLocal`]: how many chunks refresh their candidate per generated token,
+    /// those the local context's last token attended to most (attention mass over every head and
+    /// layer); the others keep the candidate they had, and run the tokens they missed when they
+    /// are next chosen, so a chosen chunk's candidate is the one refreshing every chunk gives.
+    /// Decoding then costs `k` chunk forwards per token however long the input. `None`: every
+    /// chunk, every token.
+    pub refresh_chunks: Option<usize>,
 }
 
 /// Tokens of the model's window that [`DecodeMode::Retrieve`] leaves free for the answer when
@@ -145,6 +152,7 @@ impl Default for FocusConfig {
             share_identical_chunks: false,
             read_budget: None,
             read_margin: 0,
+            refresh_chunks: None,
         }
     }
 }
@@ -197,6 +205,14 @@ impl FocusConfig {
         }
         if self.candidates_per_chunk == 0 || self.candidates_per_chunk > q {
             return bad("candidates_per_chunk", self.candidates_per_chunk, "must be between 1 and query_len");
+        }
+        if let Some(k) = self.refresh_chunks {
+            if k == 0 {
+                return bad("refresh_chunks", k, "must be at least 1 (or None: every chunk)");
+            }
+            if self.decode != DecodeMode::CachedLocal {
+                return bad("refresh_chunks", k, "only cached-local decoding refreshes some chunks");
+            }
         }
         if self.candidates_per_chunk > 1 && self.decode != DecodeMode::FrozenMemory {
             return bad(

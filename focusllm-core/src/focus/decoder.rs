@@ -1,69 +1,123 @@
 //! The FocusLLM prefill's local forward and [`FocusDecoder`], the [`Decoder`] of every mode but
 //! `Retrieve` (which decodes plainly).
 
+use std::ops::Range;
+
 use crate::backend::Backend;
 use crate::control::{Control, Progress};
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
-use crate::model::{KvCache, LogitsFor, Model, SeqInput};
+use crate::model::{KvCache, LogitsFor, MassProbe, Model, SeqInput};
 
 use super::config::{CandidateOrder, DecodeMode, FocusConfig};
 use super::memory::{condense, Chunks, CondenseSpec, Condensed};
 use super::schedule::Plan;
 
-/// The local forward over the candidates: returns the local cache, the last position's logits and
-/// where the candidates sit in that cache.
+/// What the local forward gives.
+struct Local<B: Backend> {
+    /// The local cache.
+    cache: KvCache<B>,
+    /// The last position's logits.
+    logits: Vec<f32>,
+    /// Where the candidates sit in the cache.
+    candidates_at: usize,
+    /// When probed, the attention mass the last position puts on each candidate row.
+    mass: Option<Vec<f64>>,
+}
+
+/// The local forward over the candidates, probing the attention mass on them when `probe` is set.
 fn local_forward<B: Backend>(
     model: &Model<B>,
     candidates: &[KvCache<B>],
     local_tokens: &[u32],
     prefix_len: usize,
     order: CandidateOrder,
-) -> Result<(KvCache<B>, Vec<f32>, usize)> {
-    let b = model.backend();
-    let memory = KvCache::concat(b, &candidates.iter().collect::<Vec<_>>())?;
-    match order {
+    probe: bool,
+) -> Result<Local<B>> {
+    let memory = KvCache::concat(model, &candidates.iter().collect::<Vec<_>>())?;
+    let (mut cache, at, tail) = match order {
         CandidateOrder::SinkFirst if prefix_len > 0 => {
             let mut cache = model.new_cache();
             model.forward_one(&local_tokens[..prefix_len], &mut cache, LogitsFor::None)?;
-            cache.extend(b, &memory)?;
-            let logits = model.forward_one(&local_tokens[prefix_len..], &mut cache, LogitsFor::Last)?;
-            Ok((cache, logits.data, prefix_len))
+            cache.extend(model, &memory)?;
+            (cache, prefix_len, &local_tokens[prefix_len..])
         }
-        _ => {
-            let mut cache = memory;
-            let logits = model.forward_one(local_tokens, &mut cache, LogitsFor::Last)?;
-            Ok((cache, logits.data, 0))
+        _ => (memory, 0, local_tokens),
+    };
+    let rows = at..at + candidates.iter().map(KvCache::len).sum::<usize>();
+    let (logits, mass) = last_logits(model, tail, &mut cache, probe.then_some(rows))?;
+    Ok(Local { cache, logits, candidates_at: at, mass })
+}
+
+/// Runs `tokens` over `cache` for the last position's logits and, when `rows` is given, the
+/// attention mass that position puts on each of those cached rows.
+fn last_logits<B: Backend>(
+    model: &Model<B>,
+    tokens: &[u32],
+    cache: &mut KvCache<B>,
+    rows: Option<Range<usize>>,
+) -> Result<(Vec<f32>, Option<Vec<f64>>)> {
+    match rows {
+        None => Ok((model.forward_one(tokens, cache, LogitsFor::Last)?.data, None)),
+        Some(rows) => {
+            let mut probe = MassProbe::new(rows);
+            let logits = model.forward_one_probed(tokens, cache, LogitsFor::Last, &mut probe)?;
+            Ok((logits.data, Some(probe.mass)))
         }
     }
 }
 
-/// Runs `[prev, t]` through every chunk's raw cache (`t` the candidate) and returns the fresh
-/// candidates; `prev` joins each raw cache as an ordinary token.
+/// Runs each `(cache, tokens)` through the chunk's raw cache (the last token the candidate) and
+/// returns the fresh candidates in the same order; the other tokens join the raw cache as ordinary
+/// tokens.
 fn refresh_candidates<B: Backend>(
     model: &Model<B>,
-    chunk_caches: &mut [KvCache<B>],
-    prev: u32,
-    token: u32,
+    mut work: Vec<(&mut KvCache<B>, Vec<u32>)>,
     batch: usize,
     control: &Control,
 ) -> Result<Vec<KvCache<B>>> {
-    let tokens = [prev, token];
-    let mut fresh = Vec::with_capacity(chunk_caches.len());
-    for group in chunk_caches.chunks_mut(batch) {
+    let mut fresh = Vec::with_capacity(work.len());
+    for group in work.chunks_mut(batch) {
         if control.cancelled() {
             return Err(Error::Cancelled);
         }
         let mut inputs: Vec<SeqInput<'_, B>> = group
             .iter_mut()
-            .map(|cache| SeqInput { tokens: &tokens, cache, candidates: 1, logits: LogitsFor::None })
+            .map(|(cache, tokens)| SeqInput { tokens, cache: &mut **cache, candidates: 1, logits: LogitsFor::None })
             .collect();
         model.forward(&mut inputs)?;
-        for cache in group.iter_mut() {
-            fresh.push(cache.split_off_last(model.backend(), 1)?);
+        drop(inputs);
+        for (cache, _) in group.iter_mut() {
+            fresh.push(cache.split_off_last(model, 1)?);
         }
     }
     Ok(fresh)
+}
+
+/// The distinct chunks whose candidates a cached-local step refreshes, in order: all of them, or
+/// the `k` with the most attention mass (a distinct chunk's mass summed over the chunks that share
+/// it; ties to the earlier chunk).
+fn chosen_chunks(mass: Option<&[f64]>, of: &[usize], distinct: usize, k: Option<usize>) -> Vec<usize> {
+    let (Some(mass), Some(k)) = (mass, k) else { return (0..distinct).collect() };
+    if k >= distinct {
+        return (0..distinct).collect();
+    }
+    let mut total = vec![0.0f64; distinct];
+    for (&d, &m) in of.iter().zip(mass) {
+        total[d] += m;
+    }
+    let mut order: Vec<usize> = (0..distinct).collect();
+    order.sort_by(|&a, &b| total[b].total_cmp(&total[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order.sort_unstable();
+    order
+}
+
+/// Cached-local decoding's per-chunk progress: the tokens generated so far that join every raw
+/// chunk cache (the input's last token first), and how many of them each distinct chunk has run.
+struct Lag {
+    history: Vec<u32>,
+    done: Vec<usize>,
 }
 
 /// Shannon entropy (nats) of softmax(logits).
@@ -152,10 +206,29 @@ pub(super) fn check_memory<B: Backend>(
 /// Per decode mode, what generation keeps. `chunk_caches` holds the distinct chunks' raw caches;
 /// `of` maps every chunk to its distinct one.
 enum State<B: Backend> {
-    Exact { candidates: Vec<KvCache<B>>, chunk_caches: Vec<KvCache<B>>, of: Vec<usize>, local_tokens: Vec<u32> },
-    CachedLocal { chunk_caches: Vec<KvCache<B>>, of: Vec<usize>, local: KvCache<B>, candidates_at: usize },
-    Frozen { local: KvCache<B> },
-    MinEntropy { chunk_caches: Vec<KvCache<B>>, local: KvCache<B> },
+    Exact {
+        candidates: Vec<KvCache<B>>,
+        chunk_caches: Vec<KvCache<B>>,
+        of: Vec<usize>,
+        local_tokens: Vec<u32>,
+    },
+    CachedLocal {
+        chunk_caches: Vec<KvCache<B>>,
+        of: Vec<usize>,
+        local: KvCache<B>,
+        candidates_at: usize,
+        lag: Lag,
+        /// Per chunk, the attention mass of the last local forward on its candidate (only when
+        /// refreshing some chunks).
+        mass: Option<Vec<f64>>,
+    },
+    Frozen {
+        local: KvCache<B>,
+    },
+    MinEntropy {
+        chunk_caches: Vec<KvCache<B>>,
+        local: KvCache<B>,
+    },
 }
 
 /// Generation after a FocusLLM prefill, in the configured [`DecodeMode`].
@@ -237,17 +310,20 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
                 (State::MinEntropy { chunk_caches, local }, min_entropy(all))
             }
             DecodeMode::Exact => {
-                let (_, logits, _) = local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
+                let logits =
+                    local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order, false)?.logits;
                 (State::Exact { candidates, chunk_caches, of, local_tokens: plan.local_tokens.clone() }, logits)
             }
             DecodeMode::CachedLocal => {
-                let (local, logits, at) =
-                    local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
-                (State::CachedLocal { chunk_caches, of, local, candidates_at: at }, logits)
+                let probe = config.refresh_chunks.is_some();
+                let Local { cache: local, logits, candidates_at: at, mass } =
+                    local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order, probe)?;
+                let lag = Lag { history: vec![prev], done: vec![0; chunk_caches.len()] };
+                (State::CachedLocal { chunk_caches, of, local, candidates_at: at, lag, mass }, logits)
             }
             DecodeMode::FrozenMemory => {
-                let (local, logits, _) =
-                    local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order)?;
+                let Local { cache: local, logits, .. } =
+                    local_forward(model, &candidates, &plan.local_tokens, prefix_len, config.order, false)?;
                 (State::Frozen { local }, logits)
             }
             DecodeMode::Retrieve => {
@@ -272,18 +348,37 @@ impl<B: Backend> Decoder for FocusDecoder<'_, B> {
         let prev = std::mem::replace(&mut self.prev, token);
         match &mut self.state {
             State::Exact { candidates, chunk_caches, of, local_tokens } => {
-                *candidates =
-                    per_chunk(refresh_candidates(model, chunk_caches, prev, token, batch, &self.control)?, of);
+                let work = chunk_caches.iter_mut().map(|cache| (cache, vec![prev, token])).collect();
+                *candidates = per_chunk(refresh_candidates(model, work, batch, &self.control)?, of);
                 local_tokens.push(token);
-                let (_, logits, _) =
-                    local_forward(model, candidates, local_tokens, self.prefix_len, self.config.order)?;
-                Ok(logits)
+                let order = self.config.order;
+                Ok(local_forward(model, candidates, local_tokens, self.prefix_len, order, false)?.logits)
             }
-            State::CachedLocal { chunk_caches, of, local, candidates_at } => {
-                let fresh = per_chunk(refresh_candidates(model, chunk_caches, prev, token, batch, &self.control)?, of);
-                let fresh = KvCache::concat(model.backend(), &fresh.iter().collect::<Vec<_>>())?;
-                local.overwrite(model.backend(), *candidates_at, &fresh)?;
-                Ok(model.forward_one(&[token], local, LogitsFor::Last)?.data)
+            State::CachedLocal { chunk_caches, of, local, candidates_at, lag, mass } => {
+                let chosen = chosen_chunks(mass.as_deref(), of, chunk_caches.len(), self.config.refresh_chunks);
+                // Each chosen chunk runs the tokens it missed, then the new one as its candidate.
+                let mut slot = vec![None; chunk_caches.len()];
+                let mut work = Vec::with_capacity(chosen.len());
+                let mut caches: Vec<Option<&mut KvCache<B>>> = chunk_caches.iter_mut().map(Some).collect();
+                for (i, &d) in chosen.iter().enumerate() {
+                    let tokens = [&lag.history[lag.done[d]..], &[token]].concat();
+                    work.push((caches[d].take().expect("distinct chunks are chosen once"), tokens));
+                    lag.done[d] = lag.history.len();
+                    slot[d] = Some(i);
+                }
+                let fresh = refresh_candidates(model, work, batch, &self.control)?;
+                lag.history.push(token);
+                // Every chunk taking a refreshed distinct chunk's candidate gets it in the local cache.
+                let (rows, parts): (Vec<usize>, Vec<&KvCache<B>>) = of
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(c, &d)| slot[d].map(|i| (*candidates_at + c, &fresh[i])))
+                    .unzip();
+                local.overwrite(model, &rows, &KvCache::concat(model, &parts)?)?;
+                let probe = mass.is_some().then(|| *candidates_at..*candidates_at + of.len());
+                let (logits, new_mass) = last_logits(model, &[token], local, probe)?;
+                *mass = new_mass;
+                Ok(logits)
             }
             State::Frozen { local } => Ok(model.forward_one(&[token], local, LogitsFor::Last)?.data),
             State::MinEntropy { chunk_caches, local } => {

@@ -27,11 +27,11 @@ pub(super) enum Kept<B: Backend> {
 /// A document read once and asked many questions.
 ///
 /// [`Document::read`] splits the document with [`plan_document`](super::plan_document), whose
-/// memory chunks do not depend on the question, and keeps each chunk's raw (pre-RoPE) keys and
-/// values. [`Document::ask`] then runs, for a question, only the query tokens of every chunk over a
-/// copy of its kept cache, and the local forward: what a fresh read of the document and the
-/// question with the same split ([`prefill_document`](super::prefill_document)) computes, up to the
-/// order of floating-point sums. The kept caches are never changed, so questions may follow one
+/// memory chunks do not depend on the question, and keeps each chunk's keys (rotated at their
+/// positions in the chunk) and values. [`Document::ask`] then runs, for a question, only the query
+/// tokens of every chunk over a copy of its kept cache, and the local forward: what a fresh read
+/// of the document and the question with the same split
+/// ([`prefill_document`](super::prefill_document)) computes, up to the order of floating-point sums. The kept caches are never changed, so questions may follow one
 /// another (or a cancelled one) freely. A document too short for FocusLLM (see `plan_document`)
 /// keeps its plain key/value cache instead, and a question extends a copy of it.
 ///
@@ -170,9 +170,28 @@ impl<'m, B: Backend> Document<'m, B> {
         matches!(self.kept, Kept::Memory { .. })
     }
 
-    /// The configuration the document was read with.
+    /// The configuration the document was read with (and its decoding as last set).
     pub fn config(&self) -> &FocusConfig {
         &self.config
+    }
+
+    /// Changes how the following questions decode: the mode and, for cached-local decoding, how
+    /// many chunks refresh their candidate per token ([`FocusConfig::refresh_chunks`]). The kept
+    /// caches serve every mode but retrieval, so nothing is read again.
+    ///
+    /// Errors: [`DecodeMode::Retrieve`], or a combination [`FocusConfig::validate`] refuses.
+    pub fn set_decoding(&mut self, decode: DecodeMode, refresh_chunks: Option<usize>) -> Result<()> {
+        let config = FocusConfig { decode, refresh_chunks, ..self.config.clone() };
+        config.validate()?;
+        if decode == DecodeMode::Retrieve {
+            return Err(Error::InvalidOption {
+                name: "decode",
+                value: decode.name().to_string(),
+                reason: "reading by retrieval reads chunks in full, not from a document's kept caches",
+            });
+        }
+        self.config = config;
+        Ok(())
     }
 
     /// The model the document was read by.

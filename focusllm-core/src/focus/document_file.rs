@@ -22,7 +22,7 @@ use super::schedule::plan_document;
 /// The `format` entry of a document file.
 const FORMAT: &str = "focusllm-document";
 /// The `version` entry this crate writes and reads.
-const VERSION: &str = "1";
+const VERSION: &str = "2";
 
 /// One tensor to write: its dtype, shape and little-endian bytes.
 struct Owned {
@@ -107,6 +107,7 @@ fn focus_entries(c: &FocusConfig) -> Vec<(&'static str, String)> {
         ("focus.share_identical_chunks", c.share_identical_chunks.to_string()),
         ("focus.read_budget", opt(c.read_budget)),
         ("focus.read_margin", c.read_margin.to_string()),
+        ("focus.refresh_chunks", opt(c.refresh_chunks)),
     ]
 }
 
@@ -205,6 +206,7 @@ impl Meta<'_> {
             share_identical_chunks: self.parse("focus.share_identical_chunks")?,
             read_budget: self.opt_usize("focus.read_budget")?,
             read_margin: self.parse("focus.read_margin")?,
+            refresh_chunks: self.opt_usize("focus.refresh_chunks")?,
         };
         config.validate().map_err(|e| self.invalid(format!("the saved FocusLLM configuration: {e}")))?;
         if config.decode == DecodeMode::Retrieve {

@@ -83,7 +83,7 @@ pub(crate) fn condense<B: Backend>(
         drop(batch);
         for (mut cache, logits) in caches.into_iter().zip(logits) {
             if spec.candidates > 0 {
-                out.candidates.push(cache.split_off_last(model.backend(), spec.candidates)?);
+                out.candidates.push(cache.split_off_last(model, spec.candidates)?);
             }
             if spec.keep_caches {
                 out.chunk_caches.push(cache);

@@ -1,13 +1,20 @@
-//! Per-sequence key/value cache. Keys are kept *before* RoPE, so each forward can place the cached
-//! tokens at fresh positions (docs/algorithm.md: what lets a FocusLLM candidate move between contexts).
+//! Per-sequence key/value cache. Keys are kept rotated at their positions `0..len`, so a forward
+//! rotates only its new keys and reads the cache in place; a cache's tokens moved to other
+//! positions (a FocusLLM candidate taken out of its chunk and placed in the local context) are
+//! rotated by the difference of the angles (docs/algorithm.md).
+
+use std::borrow::Cow;
 
 use crate::backend::{Backend, RowSlice};
 use crate::check::Checked;
 use crate::error::{Error, Result};
 
-/// Keys and values of one layer, `[len, kv_heads*head_dim]` each, keys without RoPE.
+use super::rope::rope_shift_rows;
+use super::Model;
+
+/// Keys and values of one layer, `[len, kv_heads*head_dim]` each, key row `p` rotated at position `p`.
 pub struct LayerKv<B: Backend> {
-    /// Keys before rotary embedding.
+    /// Keys, rotary embedding applied at their positions in the cache.
     pub k: B::Tensor,
     /// Values.
     pub v: B::Tensor,
@@ -62,6 +69,46 @@ fn cache_error(message: String) -> Error {
     Error::InvalidOption { name: "cache", value: message, reason: "inconsistent key/value cache operation" }
 }
 
+/// A move of cached tokens from positions `from[r]` to `to[r]`, built once and applied to the
+/// keys of every layer (values carry no position).
+struct Shift<B: Backend> {
+    /// Per row, the rotation from the old position to the new one.
+    table: B::Tensor,
+    /// `0..n`: row `r` takes row `r` of the table.
+    rows: Vec<u32>,
+    head_dim: usize,
+}
+
+impl<B: Backend> Shift<B> {
+    /// The move of `n` tokens from `from..from + n` to `to..to + n`, or `None` when they stay.
+    fn new(model: &Model<B>, from: usize, to: usize, n: usize) -> Result<Option<Self>> {
+        if from == to {
+            return Ok(None);
+        }
+        Self::rows(model, &(from..from + n).collect::<Vec<_>>(), &(to..to + n).collect::<Vec<_>>())
+    }
+
+    /// The move of token `r` from `old[r]` to `new[r]`, or `None` when none moves.
+    fn rows(model: &Model<B>, old: &[usize], new: &[usize]) -> Result<Option<Self>> {
+        if old == new {
+            return Ok(None);
+        }
+        let n = old.len();
+        let inv_freq = model.rope.inv_freq();
+        let head_dim = 2 * inv_freq.len();
+        let table = model.checked().from_host(&rope_shift_rows(inv_freq, old, new), n, head_dim)?;
+        Ok(Some(Shift { table, rows: (0..n as u32).collect(), head_dim }))
+    }
+
+    /// Keys `k` moved (borrowed as they are when nothing moves).
+    fn keys<'t>(shift: &Option<Self>, backend: Checked<'_, B>, k: &'t B::Tensor) -> Result<Cow<'t, B::Tensor>> {
+        match shift {
+            None => Ok(Cow::Borrowed(k)),
+            Some(s) => Ok(Cow::Owned(backend.rope(k, &s.rows, &s.table, s.head_dim)?)),
+        }
+    }
+}
+
 impl<B: Backend> KvCache<B> {
     fn filled_layers(&self) -> Result<Vec<&LayerKv<B>>> {
         self.layers
@@ -70,20 +117,22 @@ impl<B: Backend> KvCache<B> {
             .collect()
     }
 
-    /// Moves the last `n` tokens out into a cache of their own (FocusLLM takes the candidate's
-    /// keys/values out of a chunk's cache this way).
-    pub fn split_off_last(&mut self, backend: &B, n: usize) -> Result<KvCache<B>> {
-        let backend = Checked::new(backend);
+    /// Moves the last `n` tokens out into a cache of their own, where they sit at positions
+    /// `0..n` (FocusLLM takes the candidate's keys/values out of a chunk's cache this way).
+    pub fn split_off_last(&mut self, model: &Model<B>, n: usize) -> Result<KvCache<B>> {
+        let backend = model.checked();
         if n > self.len || self.len == 0 {
             return Err(cache_error(format!("split {n} of {} tokens", self.len)));
         }
         let keep = self.len - n;
+        let shift = Shift::new(model, keep, 0, n)?;
         let mut tail = Vec::with_capacity(self.layers.len());
         for kv in self.layers.iter_mut() {
             let kv = kv.as_mut().ok_or_else(|| cache_error("empty layer".into()))?;
             let rows = keep..keep + n;
+            let k = backend.gather_rows(&[RowSlice { tensor: &kv.k, rows: rows.clone() }])?;
             tail.push(LayerKv {
-                k: backend.gather_rows(&[RowSlice { tensor: &kv.k, rows: rows.clone() }])?,
+                k: Shift::keys(&shift, backend, &k)?.into_owned(),
                 v: backend.gather_rows(&[RowSlice { tensor: &kv.v, rows }])?,
             });
             backend.truncate_rows(&mut kv.k, keep)?;
@@ -93,29 +142,40 @@ impl<B: Backend> KvCache<B> {
         Ok(KvCache::from_layers(tail, n))
     }
 
-    /// Concatenates caches along the sequence (e.g. the candidates of every chunk).
-    pub(crate) fn concat(backend: &B, parts: &[&KvCache<B>]) -> Result<KvCache<B>> {
-        let backend = Checked::new(backend);
+    /// Concatenates caches along the sequence (e.g. the candidates of every chunk), each part's
+    /// tokens moved to where they now sit.
+    pub(crate) fn concat(model: &Model<B>, parts: &[&KvCache<B>]) -> Result<KvCache<B>> {
+        let backend = model.checked();
         let Some(first) = parts.first() else { return Err(cache_error("concatenating no caches".into())) };
         let layers = first.layers.len();
         let filled: Vec<Vec<&LayerKv<B>>> = parts.iter().map(|c| c.filled_layers()).collect::<Result<_>>()?;
         if filled.iter().any(|f| f.len() != layers) {
             return Err(cache_error("caches of different models".into()));
         }
+        let mut offset = 0;
+        let mut shifts = Vec::with_capacity(parts.len());
+        for part in parts {
+            shifts.push(Shift::new(model, 0, offset, part.len)?);
+            offset += part.len;
+        }
         let mut out = Vec::with_capacity(layers);
         for l in 0..layers {
-            let ks: Vec<_> =
-                filled.iter().map(|f| RowSlice { tensor: &f[l].k, rows: 0..backend.dims(&f[l].k).0 }).collect();
+            let keys: Vec<Cow<'_, B::Tensor>> = filled
+                .iter()
+                .zip(&shifts)
+                .map(|(f, shift)| Shift::keys(shift, backend, &f[l].k))
+                .collect::<Result<_>>()?;
+            let ks: Vec<_> = keys.iter().map(|k| RowSlice { tensor: &**k, rows: 0..backend.dims(k).0 }).collect();
             let vs: Vec<_> =
                 filled.iter().map(|f| RowSlice { tensor: &f[l].v, rows: 0..backend.dims(&f[l].v).0 }).collect();
             out.push(LayerKv { k: backend.gather_rows(&ks)?, v: backend.gather_rows(&vs)? });
         }
-        Ok(KvCache::from_layers(out, parts.iter().map(|c| c.len).sum()))
+        Ok(KvCache::from_layers(out, offset))
     }
 
-    /// Appends the tokens of `other` after this cache's.
-    pub(crate) fn extend(&mut self, backend: &B, other: &KvCache<B>) -> Result<()> {
-        let backend = Checked::new(backend);
+    /// Appends the tokens of `other` after this cache's, moved to where they now sit.
+    pub(crate) fn extend(&mut self, model: &Model<B>, other: &KvCache<B>) -> Result<()> {
+        let backend = model.checked();
         if self.len == 0 {
             *self = other.clone();
             return Ok(());
@@ -124,28 +184,34 @@ impl<B: Backend> KvCache<B> {
         if src.len() != self.layers.len() {
             return Err(cache_error("caches of different models".into()));
         }
+        let shift = Shift::new(model, 0, self.len, other.len)?;
         for (dst, src) in self.layers.iter_mut().zip(src) {
             let dst = dst.as_mut().ok_or_else(|| cache_error("empty layer".into()))?;
-            backend.append_rows(&mut dst.k, &src.k, 0..other.len)?;
+            backend.append_rows(&mut dst.k, &*Shift::keys(&shift, backend, &src.k)?, 0..other.len)?;
             backend.append_rows(&mut dst.v, &src.v, 0..other.len)?;
         }
         self.len += other.len;
         Ok(())
     }
 
-    /// Overwrites tokens `start..start + other.len()` with those of `other` (FocusLLM's cached-local
-    /// decoding refreshes the candidates at the front of the local cache this way).
-    pub(crate) fn overwrite(&mut self, backend: &B, start: usize, other: &KvCache<B>) -> Result<()> {
-        let backend = Checked::new(backend);
-        if start + other.len > self.len {
-            return Err(cache_error(format!("overwrite {}..{} of {} tokens", start, start + other.len, self.len)));
+    /// Overwrites token `rows[i]` with token `i` of `other`, moved there (FocusLLM's cached-local
+    /// decoding refreshes candidates in the local cache this way).
+    pub(crate) fn overwrite(&mut self, model: &Model<B>, rows: &[usize], other: &KvCache<B>) -> Result<()> {
+        let backend = model.checked();
+        if rows.len() != other.len || rows.iter().any(|&r| r >= self.len) {
+            return Err(cache_error(format!(
+                "overwrite {} rows with {} tokens of {}",
+                rows.len(),
+                other.len,
+                self.len
+            )));
         }
-        let rows: Vec<usize> = (start..start + other.len).collect();
+        let shift = Shift::rows(model, &(0..other.len).collect::<Vec<_>>(), rows)?;
         let src = other.filled_layers()?;
         for (dst, src) in self.layers.iter_mut().zip(src) {
             let dst = dst.as_mut().ok_or_else(|| cache_error("empty layer".into()))?;
-            backend.scatter_rows(&mut dst.k, &rows, &src.k)?;
-            backend.scatter_rows(&mut dst.v, &rows, &src.v)?;
+            backend.scatter_rows(&mut dst.k, rows, &*Shift::keys(&shift, backend, &src.k)?)?;
+            backend.scatter_rows(&mut dst.v, rows, &src.v)?;
         }
         Ok(())
     }

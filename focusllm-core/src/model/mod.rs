@@ -1,18 +1,20 @@
 //! The LLaMA-family decoder, written once over [`Backend`].
 //!
 //! One [`Model::forward`] runs a batch of independent sequences packed along the rows. Each sequence
-//! brings its own [`KvCache`] (keys cached before RoPE; every forward places `past ++ new` at
-//! positions `0..len`), may ask for its last token to use the candidate projections (FocusLLM's
+//! brings its own [`KvCache`] (keys cached rotated at positions `0..len`; a forward rotates only its
+//! new keys, at `len..len + new`, and attends over the cache in place), may ask for its last token to use the candidate projections (FocusLLM's
 //! candidate token), and chooses which positions' logits it needs.
 
+mod attention_mass;
 mod kv_cache;
 mod load;
 mod rope;
 
+pub(crate) use attention_mass::MassProbe;
 pub use kv_cache::{KvCache, LayerKv};
 pub use rope::{rope_table_rows, RopeTable};
 
-use crate::backend::{AttentionSeq, Backend, HeadLayout, RowSlice};
+use crate::backend::{AttentionSeq, Backend, HeadLayout, KeyValues, RowSlice};
 use crate::check::Checked;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -175,8 +177,10 @@ fn layer_kv<'c, B: Backend>(seq: &'c SeqInput<'_, B>, layer: usize) -> &'c Layer
     seq.cache.layers[layer].as_ref().expect("filled before use")
 }
 
-fn whole_rows<'t, B: Backend>(backend: Checked<'_, B>, tensor: &'t B::Tensor) -> RowSlice<'t, B::Tensor> {
-    RowSlice { tensor, rows: 0..backend.dims(tensor).0 }
+/// What every layer of one forward reads besides its input: the packing and the RoPE table.
+struct Pass<'p, B: Backend> {
+    packing: &'p Packing,
+    rope: &'p B::Tensor,
 }
 
 /// Row bookkeeping of a packed batch.
@@ -243,6 +247,25 @@ impl<B: Backend> Model<B> {
     /// Runs a batch of independent sequences in one pass (each weight read once for all of them),
     /// appending each sequence's new keys/values to its cache. Returns one [`Logits`] per sequence.
     pub fn forward(&self, batch: &mut [SeqInput<'_, B>]) -> Result<Vec<Logits>> {
+        self.forward_probed(batch, None)
+    }
+
+    /// [`Model::forward_one`] that also records in `probe` the attention mass the last new token
+    /// puts on some cached rows.
+    pub(crate) fn forward_one_probed(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache<B>,
+        logits: LogitsFor,
+        probe: &mut MassProbe,
+    ) -> Result<Logits> {
+        let mut batch = [SeqInput { tokens, cache, candidates: 0, logits }];
+        Ok(self.forward_probed(&mut batch, Some(probe))?.remove(0))
+    }
+
+    /// [`Model::forward`], recording in `probe`, if any, the attention mass of the first
+    /// sequence's last new token.
+    fn forward_probed(&self, batch: &mut [SeqInput<'_, B>], mut probe: Option<&mut MassProbe>) -> Result<Vec<Logits>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -255,7 +278,8 @@ impl<B: Backend> Model<B> {
             let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
             let mut h = b.embedding(&self.embed, &ids)?;
             for (l, layer) in self.layers.iter().enumerate() {
-                h = self.layer_forward(l, layer, &h, batch, &packing, &rope.table)?;
+                let pass = Pass { packing: &packing, rope: &rope.table };
+                h = self.layer_forward(l, layer, &h, batch, &pass, probe.as_deref_mut())?;
             }
             self.head(&h, batch, &packing)
         })
@@ -328,9 +352,10 @@ impl<B: Backend> Model<B> {
         layer: &Layer<B>,
         h: &B::Tensor,
         batch: &mut [SeqInput<'_, B>],
-        packing: &Packing,
-        rope: &B::Tensor,
+        pass: &Pass<'_, B>,
+        probe: Option<&mut MassProbe>,
     ) -> Result<B::Tensor> {
+        let (packing, rope) = (pass.packing, pass.rope);
         let b = self.checked();
         let c = &self.config;
         let cand = &layer.candidate;
@@ -341,10 +366,11 @@ impl<B: Backend> Model<B> {
         let k = self.project(&x, &layer.attn.k, cand.k.as_ref(), rows)?;
         let v = self.project(&x, &layer.attn.v, cand.v.as_ref(), rows)?;
 
-        // Append the new (pre-RoPE) keys/values to each cache, then pack past ++ new per sequence.
+        // Rotate the new queries and keys at their positions (past..past + n), append the keys and
+        // values to each cache, and attend over each cache where it is.
+        let q = b.rope(&q, &packing.q_positions, rope, c.head_dim)?;
+        let k = b.rope(&k, &packing.q_positions, rope, c.head_dim)?;
         let mut seqs = Vec::with_capacity(batch.len());
-        let mut k_positions = Vec::new();
-        let mut kv_row = 0;
         for (seq, &(start, n)) in batch.iter_mut().zip(&packing.spans) {
             let range = start..start + n;
             match &mut seq.cache.layers[l] {
@@ -360,26 +386,21 @@ impl<B: Backend> Model<B> {
                 }
             }
             // The cache's token count is bumped after the last layer, so `len` is still the past here.
-            let kv_len = seq.cache.len + n;
-            seqs.push(AttentionSeq { q_start: start, q_len: n, kv_start: kv_row, kv_len });
-            k_positions.extend(0..kv_len as u32);
-            kv_row += kv_len;
+            seqs.push(AttentionSeq { q_start: start, q_len: n, kv_start: 0, kv_len: seq.cache.len + n });
         }
-        let packed;
-        let (k_all, v_all) = if let [seq] = &*batch {
-            let kv = layer_kv(seq, l);
-            (&kv.k, &kv.v)
-        } else {
-            let ks: Vec<_> = batch.iter().map(|s| whole_rows(b, &layer_kv(s, l).k)).collect();
-            let vs: Vec<_> = batch.iter().map(|s| whole_rows(b, &layer_kv(s, l).v)).collect();
-            packed = (b.gather_rows(&ks)?, b.gather_rows(&vs)?);
-            (&packed.0, &packed.1)
-        };
-
-        let q = b.rope(&q, &packing.q_positions, rope, c.head_dim)?;
-        let k_all = b.rope(k_all, &k_positions, rope, c.head_dim)?;
+        let kv: Vec<KeyValues<'_, B::Tensor>> = batch
+            .iter()
+            .map(|s| {
+                let kv = layer_kv(s, l);
+                KeyValues { k: &kv.k, v: &kv.v }
+            })
+            .collect();
         let heads = HeadLayout { num_heads: c.num_heads, num_kv_heads: c.num_kv_heads, head_dim: c.head_dim };
-        let attn = b.attention(&q, &k_all, v_all, &seqs, heads)?;
+        let attn = b.attention(&q, &kv, &seqs, heads)?;
+        if let (Some(probe), Some(&(start, n))) = (probe, packing.spans.first()) {
+            probe.add_layer(&b.to_host(&gather(b, &q, &[start + n - 1])?)?, &b.to_host(kv[0].k)?, heads);
+        }
+        drop(kv);
         if l + 1 == c.num_layers {
             for (seq, &(_, n)) in batch.iter_mut().zip(&packing.spans) {
                 seq.cache.len += n;

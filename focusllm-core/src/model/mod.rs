@@ -1,9 +1,10 @@
 //! The LLaMA-family decoder, written once over [`Backend`].
 //!
 //! One [`Model::forward`] runs a batch of independent sequences packed along the rows. Each sequence
-//! brings its own [`KvCache`] (keys cached rotated at positions `0..len`; a forward rotates only its
-//! new keys, at `len..len + new`, and attends over the cache in place), may ask for its last token to use the candidate projections (FocusLLM's
-//! candidate token), and chooses which positions' logits it needs.
+//! brings its own [`KvCache`] (keys cached rotated at positions `0..len`; a forward rotates only
+//! its new keys, at `len..len + new`, and attends over the cache in place), may ask for its last
+//! token to use the candidate projections (FocusLLM's candidate token), and chooses which
+//! positions' logits it needs.
 
 mod attention_mass;
 mod kv_cache;

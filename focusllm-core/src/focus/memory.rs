@@ -21,8 +21,8 @@ pub(crate) struct Condensed<B: Backend> {
 pub(crate) enum Chunks<'p, B: Backend> {
     /// The chunks' tokens: each forward runs `chunk ++ query` from an empty cache.
     Tokens(Vec<&'p [u32]>),
-    /// The chunks' raw caches (pre-RoPE keys/values of the chunk tokens alone): each forward runs
-    /// the query over a copy of one, which stays as it is.
+    /// The chunks' raw caches (keys/values of the chunk tokens alone, keys rotated at their
+    /// positions in the chunk): each forward runs the query over a copy of one, which stays as it is.
     Kept(&'p [KvCache<B>]),
 }
 

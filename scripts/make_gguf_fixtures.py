@@ -16,7 +16,7 @@ tests/fixtures/gguf/tiny-mistral.gguf
     the byte-level BPE tokenizer as `tokenizer.ggml.*` (model gpt2), and a chat template. Since the
     values are the same f16 numbers, loading it must give exactly the model of the HF directory.
 
-fuzz/seeds/tiny-llama.gguf
+fuzz/seeds/gguf_parse/tiny-llama.gguf
     A one-layer llama GGUF with every supported tensor type and a byte-level tokenizer: the seed
     corpus of the cargo-fuzz target (fuzz/fuzz_targets/gguf_parse.rs).
 
@@ -243,7 +243,7 @@ def main():
     write_types(args.out)
     write_tiny_mistral(args.out)
     write_spm_vocab(args.out)
-    seeds = os.path.join(ROOT, "fuzz", "seeds")
+    seeds = os.path.join(ROOT, "fuzz", "seeds", "gguf_parse")
     os.makedirs(seeds, exist_ok=True)
     write_fuzz_seed(os.path.join(seeds, "tiny-llama.gguf"))
     for f in sorted(os.listdir(args.out)):

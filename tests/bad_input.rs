@@ -153,3 +153,38 @@ fn bad_sampling_options() {
         GenerateOptions { sampling: focusllm::Sampling { top_p: 1.5, ..Default::default() }, ..Default::default() };
     assert!(matches!(p.generate("hi", &options).err(), Some(Error::InvalidOption { name: "top_p", .. })));
 }
+
+/// Inputs the fuzz targets (`fuzz/`) found panicking or exhausting memory, now typed errors.
+#[test]
+fn inputs_found_by_fuzzing() {
+    // A truncated `tokenizer.json` made the `tokenizers` crate panic inside its deserializer.
+    for bad in [&b"{\"decoder\":{"[..], b"{\"decoder\":{\"type\":\"ByteLevel\x01\"}}"] {
+        match focusllm::Tokenizer::from_bytes(bad, "bad-tokenizer.json") {
+            Err(Error::Tokenizer { path, .. }) => assert_eq!(path, Path::new("bad-tokenizer.json")),
+            other => panic!("expected a tokenizer error, got {other:?}"),
+        }
+    }
+    // An infinite norm epsilon or RoPE base validated, then failed to write back as JSON.
+    let config = std::fs::read_to_string(fixture_dir("tiny-llama").join("config.json")).unwrap();
+    let path = Path::new("config.json");
+    for (key, value) in
+        [("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 1e205"), ("\"rope_theta\": 10000.0", "\"rope_theta\": 1e99")]
+    {
+        assert!(config.contains(key), "{key}");
+        let err = focusllm::ModelConfig::from_json_str(&config.replace(key, value), path).unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{value}: {err}");
+    }
+    // So did an infinite RoPE scaling factor.
+    let linear = config.replace("\"factor\": 8.0", "\"factor\": 1e99");
+    assert!(linear != config);
+    let err = focusllm::ModelConfig::from_json_str(&linear, path).unwrap_err();
+    assert!(err.to_string().contains("rope_scaling"), "{err}");
+    // A head width of billions made the RoPE table allocate gigabytes, and a depth of billions
+    // the tensor names checked at load.
+    let wide = config.replace("\"head_dim\": 16", "\"head_dim\": 4000000000");
+    let err = focusllm::ModelConfig::from_json_str(&wide, path).unwrap_err();
+    assert!(err.to_string().contains("head_dim"), "{err}");
+    let deep = config.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3000000000");
+    let err = focusllm::ModelConfig::from_json_str(&deep, path).unwrap_err();
+    assert!(err.to_string().contains("num_hidden_layers"), "{err}");
+}

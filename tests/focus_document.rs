@@ -148,11 +148,15 @@ fn a_question_after_a_cancelled_one_still_matches() {
     // Cancelled before it starts, and cancelled after its first chunk batch.
     let cancel = CancelToken::new();
     cancel.cancel();
-    let before = Control { cancel: Some(cancel), progress: None };
+    let before = Control { cancel: Some(cancel), ..Control::default() };
     assert!(matches!(document.ask(&tails[1], before), Err(Error::Cancelled)));
     let cancel = CancelToken::new();
     let trigger = cancel.clone();
-    let midway = Control { cancel: Some(cancel), progress: Some(ProgressCallback::new(move |_| trigger.cancel())) };
+    let midway = Control {
+        cancel: Some(cancel),
+        progress: Some(ProgressCallback::new(move |_| trigger.cancel())),
+        ..Control::default()
+    };
     assert!(matches!(document.ask(&tails[1], midway), Err(Error::Cancelled)));
     for tail in [&tails[0], &tails[2]] {
         let tokens = [doc.as_slice(), tail].concat();

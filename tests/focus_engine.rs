@@ -124,7 +124,7 @@ fn config_validation_and_cancellation() {
     }
     let cancel = focusllm::CancelToken::new();
     cancel.cancel();
-    let control = Control { cancel: Some(cancel), progress: None };
+    let control = Control { cancel: Some(cancel), ..Control::default() };
     assert!(matches!(prefill(p.model(), &g.ids, Some(&g.config), control), Err(focusllm::Error::Cancelled)));
     let oov = [g.ids.clone(), vec![100_000]].concat();
     assert!(matches!(
@@ -141,8 +141,8 @@ fn progress_reports_every_chunk_batch() {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
     let control = Control {
-        cancel: None,
         progress: Some(focusllm::ProgressCallback::new(move |pr| sink.lock().unwrap().push(pr))),
+        ..Control::default()
     };
     let config = FocusConfig { chunk_batch: 4, ..g.config.clone() };
     prefill(p.model(), &g.ids, Some(&config), control).unwrap();
@@ -280,12 +280,12 @@ fn sharing_identical_chunks_is_exact() {
             let seen = std::sync::Arc::new(std::sync::Mutex::new(0usize));
             let sink = seen.clone();
             let control = Control {
-                cancel: None,
                 progress: Some(focusllm::ProgressCallback::new(move |pr| {
                     if let focusllm::Progress::Prefill { total, .. } = pr {
                         *sink.lock().unwrap() = total;
                     }
                 })),
+                ..Control::default()
             };
             let (mut decoder, logits) = prefill(p.model(), &ids, Some(&config), control).unwrap();
             let mut all = vec![logits];

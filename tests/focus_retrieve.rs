@@ -95,7 +95,7 @@ fn scoring_is_cancellable_and_refuses_bad_input() {
     assert!(matches!(err, focusllm::Error::TokenOutOfRange { .. }), "{err}");
     let cancel = focusllm::CancelToken::new();
     cancel.cancel();
-    let control = Control { cancel: Some(cancel), progress: None };
+    let control = Control { cancel: Some(cancel), ..Control::default() };
     let err = focus::score_chunks(p.model(), &chunks, &g.ids[50..56], 2, &control).unwrap_err();
     assert!(matches!(err, focusllm::Error::Cancelled), "{err}");
 }

@@ -79,6 +79,14 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
 }
 
+/// The widest attention head accepted: far past any model's (256 is the widest common one), and
+/// small enough that the tables sized by it (RoPE frequencies) cannot exhaust memory.
+const MAX_HEAD_DIM: usize = 4096;
+
+/// The most layers accepted: far past any model's, and few enough that the per-layer tensor names
+/// checked at load cannot exhaust memory.
+const MAX_LAYERS: usize = 4096;
+
 impl ModelConfig {
     /// Reads and validates a Hugging Face `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
@@ -168,14 +176,30 @@ impl ModelConfig {
         if self.num_heads % self.num_kv_heads != 0 {
             return Err(invalid("num_key_value_heads", &self.num_kv_heads, "must divide num_attention_heads"));
         }
+        if self.num_layers > MAX_LAYERS {
+            return Err(invalid("num_hidden_layers", &self.num_layers, "deeper than any model (at most 4096 layers)"));
+        }
+        let factors = match self.rope_scaling {
+            RopeScaling::Linear { factor } => vec![factor],
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, .. } => {
+                vec![factor, low_freq_factor, high_freq_factor]
+            }
+            _ => Vec::new(),
+        };
+        if let Some(f) = factors.iter().find(|f| !f.is_finite() || **f <= 0.0) {
+            return Err(invalid("rope_scaling", f, "factors must be finite positive numbers"));
+        }
+        if self.head_dim > MAX_HEAD_DIM {
+            return Err(invalid("head_dim", &self.head_dim, "wider than any model's heads (at most 4096)"));
+        }
         if self.head_dim % 2 != 0 {
             return Err(invalid("head_dim", &self.head_dim, "rotary embedding needs an even width"));
         }
-        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
-            return Err(invalid("rope_theta", &self.rope_theta, "must be positive"));
+        if !self.rope_theta.is_finite() || self.rope_theta <= 0.0 {
+            return Err(invalid("rope_theta", &self.rope_theta, "must be a finite positive number"));
         }
-        if self.rms_norm_eps.is_nan() || self.rms_norm_eps < 0.0 {
-            return Err(invalid("rms_norm_eps", &self.rms_norm_eps, "must be non-negative"));
+        if !self.rms_norm_eps.is_finite() || self.rms_norm_eps < 0.0 {
+            return Err(invalid("rms_norm_eps", &self.rms_norm_eps, "must be a finite non-negative number"));
         }
         if let Some(&id) = self.eos_token_ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             return Err(invalid("eos_token_id", &id, "outside the vocabulary"));

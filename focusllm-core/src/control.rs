@@ -1,6 +1,6 @@
-//! Cancellation and progress reporting handed to long-running work: a [`CancelToken`] another
-//! thread can trigger, and a [`ProgressCallback`] that receives [`Progress`] reports, joined in a
-//! [`Control`].
+//! What long-running work is handed besides its input: a [`CancelToken`] another thread can
+//! trigger, a [`ProgressCallback`] that receives [`Progress`] reports, and the memory budget its
+//! caches must fit, joined in a [`Control`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,13 +62,18 @@ impl std::fmt::Debug for ProgressCallback {
     }
 }
 
-/// Cancellation and progress reporting handed to long-running work.
+/// Cancellation, progress reporting and the memory budget handed to long-running work.
 #[derive(Debug, Clone, Default)]
 pub struct Control {
     /// Checked between units of work.
     pub cancel: Option<CancelToken>,
     /// Called after each unit of work.
     pub progress: Option<ProgressCallback>,
+    /// Most bytes the work's key/value caches may take, below whatever the backend reports free;
+    /// `None`: only the backend's limit. Work that would not fit is refused before it starts.
+    pub memory_budget: Option<u64>,
+    /// Tokens the caller may generate after the prefill: the memory check counts their cache rows.
+    pub reserve_tokens: usize,
 }
 
 impl Control {

@@ -267,8 +267,9 @@ pub enum Error {
         message: String,
     },
 
-    /// The work needs more memory than the device has available.
-    #[error("out of memory: {what} needs {needed} bytes, {available} available")]
+    /// The work needs more memory than the device has available, or than the caller's budget;
+    /// refused before any of it is allocated.
+    #[error("out of memory: {what} needs {needed} bytes, {available} available ({limit})")]
     OutOfMemory {
         /// What was to be allocated.
         what: String,
@@ -276,6 +277,8 @@ pub enum Error {
         needed: u64,
         /// Bytes available.
         available: u64,
+        /// Where the available figure comes from: the backend's free memory or the memory budget.
+        limit: &'static str,
     },
 
     /// A saved document (see [`focus::Document::load`](crate::focus::Document::load)) was made by

@@ -51,15 +51,25 @@ pub struct GenerateOptions {
     pub cancel: Option<CancelToken>,
     /// Receives prefill and generation progress.
     pub progress: Option<ProgressCallback>,
+    /// Most bytes the key/value caches of this generation may take (the prompt's, and
+    /// `max_tokens` more rows), below what the backend reports free; `None`: only the backend's
+    /// limit. A generation that would not fit is an [`Error::OutOfMemory`](crate::Error::OutOfMemory)
+    /// before any work.
+    pub memory_budget: Option<u64>,
     /// Read long inputs with FocusLLM: inputs at or over its threshold (and longer than the local
     /// window) are read in its decode mode, shorter ones with plain attention. `None` (the default) always runs plain attention.
     pub focus: Option<FocusConfig>,
 }
 
 impl GenerateOptions {
-    /// The cancellation and progress part of the options.
+    /// The cancellation, progress and memory part of the options.
     pub fn control(&self) -> Control {
-        Control { cancel: self.cancel.clone(), progress: self.progress.clone() }
+        Control {
+            cancel: self.cancel.clone(),
+            progress: self.progress.clone(),
+            memory_budget: self.memory_budget,
+            reserve_tokens: self.max_tokens,
+        }
     }
 }
 
@@ -72,6 +82,7 @@ impl Default for GenerateOptions {
             stop_at_eos: true,
             cancel: None,
             progress: None,
+            memory_budget: None,
             focus: None,
         }
     }

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod budget;
 mod chat_template;
 mod check;
 mod config;
@@ -29,7 +30,7 @@ pub use chat_template::{ChatMessage, ChatTemplate};
 pub use check::Checked;
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use control::{CancelToken, Control, Progress, ProgressCallback};
-pub use decode::Decoder;
+pub use decode::{Decoder, PREFILL_BATCH};
 pub use error::{Error, Result};
 pub use focus::{CandidateOrder, DecodeMode, FocusConfig, Prefix};
 pub use generation::{prefill, FinishReason, GenerateOptions, GeneratedToken, TokenStream};

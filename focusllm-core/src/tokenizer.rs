@@ -22,9 +22,20 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| Error::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(Tokenizer { inner, source: path.to_path_buf() })
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Loads the bytes of a `tokenizer.json`; `source` names it in errors. Malformed JSON is
+    /// refused before `tokenizers` reads it (its deserializer panics on some malformed files,
+    /// found by fuzzing), and a panic inside it all the same becomes an error too.
+    pub fn from_bytes(bytes: &[u8], source: impl Into<PathBuf>) -> Result<Self> {
+        let source = source.into();
+        let fail = |message: String| Error::Tokenizer { path: source.clone(), message };
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| fail(e.to_string()))?;
+        let inner = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes))
+            .map_err(|_| fail("the tokenizers crate panicked reading it".into()))?
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Tokenizer { inner, source })
     }
 
     /// Wraps an already built tokenizer; `source` names it in error messages.

@@ -18,7 +18,10 @@ const BLOCK: usize = 128;
 /// A raw pointer that may cross threads; every task writes a disjoint set of output elements.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
+// SAFETY: the pointer is only dereferenced by tasks that write disjoint elements of an output
+// that outlives them (the `par_iter` that uses it borrows the output for its whole run).
 unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`: shared use only ever writes disjoint elements.
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
@@ -106,6 +109,8 @@ pub(crate) fn attention(
             softmax(&mut row[..visible]);
             row[visible..].iter_mut().for_each(|x| *x = 0.0);
         }
+        // SAFETY: the offset is inside the output: the sequence's query rows start..end lie within
+        // its rows (checked by core), and the head's columns within `q_stride`.
         let dst = unsafe { out_ptr.get().add((seq.q_start + t.start) * q_stride + t.head * hd) };
         // SAFETY: this task alone writes rows start..end of this sequence, columns of this head.
         unsafe {

@@ -40,7 +40,7 @@ impl RowDot for HalfProduct<'_> {
             // activation row is as long as the weight row (checked above).
             #[cfg(target_arch = "x86_64")]
             (Kernel::Avx2, DType::F16) => unsafe { avx2::dot::<R, false>(w, xs) },
-            // (A `HalfMatrix` holds only F16 and BF16.)
+            // SAFETY: as above. (A `HalfMatrix` holds only F16 and BF16.)
             #[cfg(target_arch = "x86_64")]
             (Kernel::Avx2, _) => unsafe { avx2::dot::<R, true>(w, xs) },
         }
@@ -55,6 +55,7 @@ pub(crate) fn widen(kernel: Kernel, dtype: DType, src: &[u16], out: &mut [f32]) 
         // SAFETY: the CPU has AVX2 and F16C (checked in `Kernel::detect`); lengths checked above.
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx2, DType::F16) => unsafe { avx2::widen::<false>(src, out) },
+        // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx2, _) => unsafe { avx2::widen::<true>(src, out) },
     }

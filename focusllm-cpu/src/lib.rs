@@ -14,6 +14,7 @@ mod qdot;
 mod quantized;
 mod rope;
 mod softmax;
+mod system_memory;
 mod tensor;
 mod weight;
 
@@ -192,17 +193,7 @@ impl Backend for CpuBackend {
     }
 
     fn memory_available(&self) -> Option<u64> {
-        // Linux: MemAvailable of /proc/meminfo; elsewhere unknown.
-        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-        let kb: u64 = info
-            .lines()
-            .find_map(|l| l.strip_prefix("MemAvailable:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
+        system_memory::available()
     }
 
     fn truncate_rows(&self, x: &mut CpuTensor, rows: usize) -> Result<()> {

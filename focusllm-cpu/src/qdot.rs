@@ -68,9 +68,10 @@ fn dot<const R: usize>(kernel: Kernel, w: &QuantMatrix, j: usize, xs: [&[f32]; R
         // and the sums cover what the kernel reads (checked above).
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx2, DType::Q8_0) => unsafe { avx2::dot::<R, { avx2::Q8_0 }>(w, j, xs, sums) },
+        // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx2, DType::Q4_0) => unsafe { avx2::dot::<R, { avx2::Q4_0 }>(w, j, xs, sums) },
-        // (A `QuantMatrix` holds only the three block types.)
+        // SAFETY: as above. (A `QuantMatrix` holds only the three block types.)
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx2, _) => unsafe { avx2::dot::<R, { avx2::Q4_1 }>(w, j, xs, sums) },
     }

@@ -99,9 +99,9 @@ fn an_input_whose_chunk_caches_cannot_fit_is_a_typed_error() {
     // its first batch (an `Error::Cancelled`) instead of running for hours.
     let cancel = CancelToken::new();
     cancel.cancel();
-    let result = prefill(p.model(), &tokens, Some(&config), Control { cancel: Some(cancel), progress: None });
+    let result = prefill(p.model(), &tokens, Some(&config), Control { cancel: Some(cancel), ..Control::default() });
     match result {
-        Err(Error::OutOfMemory { what, needed, available }) => {
+        Err(Error::OutOfMemory { what, needed, available, .. }) => {
             assert!(
                 needed > available && available <= free as u64,
                 "needed {needed}, available {available}, free {free}"

@@ -108,7 +108,7 @@ fn read_and_save(
     let doc_tokens = llm.tokenizer().encode(document).map_or(document.len(), |ids| ids.len());
     reader.check(doc_tokens)?;
     let progress = ReadProgress::new(doc_tokens, "reading");
-    let read = llm.read_text(document, &config, Control { cancel: None, progress: progress.callback() });
+    let read = llm.read_text(document, &config, Control { progress: progress.callback(), ..Control::default() });
     progress.finish();
     let read = read?;
     eprintln!("{}", describe_memory(&read));

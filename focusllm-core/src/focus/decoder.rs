@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use crate::backend::Backend;
+use crate::budget::ensure_fits;
 use crate::control::{Control, Progress};
 use crate::decode::Decoder;
 use crate::error::{Error, Result};
@@ -175,32 +176,28 @@ fn per_chunk<B: Backend>(distinct: Vec<KvCache<B>>, of: &[usize]) -> Vec<KvCache
     of.iter().map(|&d| distinct[d].clone()).collect()
 }
 
-/// Refuses, with a typed error, a prefill whose kept chunk caches cannot fit in the backend's memory.
+/// Refuses, with a typed error, a FocusLLM prefill whose caches cannot fit in the backend's free
+/// memory or `control`'s budget: the kept raw caches of the distinct chunks (`chunk_lens` tokens
+/// each, plus the query; only in modes that keep them), the local window with every chunk's
+/// candidates, and the `control.reserve_tokens` still to generate.
 pub(super) fn check_memory<B: Backend>(
     model: &Model<B>,
-    chunks: &[&[u32]],
+    chunk_lens: &[usize],
     plan: &Plan,
+    config: &FocusConfig,
     mode: DecodeMode,
+    control: &Control,
 ) -> Result<()> {
-    if !mode.keeps_chunk_caches() {
-        return Ok(());
-    }
-    let c = model.config();
-    let per_token = (c.num_layers * c.kv_dim() * 2 * std::mem::size_of::<f32>()) as u64;
-    let tokens: u64 = chunks.iter().map(|r| (r.len() + plan.query.len()) as u64).sum();
-    let needed = tokens * per_token;
-    match model.backend().memory_available() {
-        Some(available) if needed > available => Err(Error::OutOfMemory {
-            what: format!(
-                "the raw key/value caches of {} chunks ({} decoding; the frozen mode keeps none)",
-                chunks.len(),
-                mode.name()
-            ),
-            needed,
-            available,
-        }),
-        _ => Ok(()),
-    }
+    let kept = if mode.keeps_chunk_caches() { chunk_lens.iter().map(|n| n + plan.query.len()).sum() } else { 0 };
+    let local = plan.local_tokens.len() + plan.chunks.len() * config.candidates_per_chunk + control.reserve_tokens;
+    ensure_fits(model, kept + local, control, || {
+        format!(
+            "the key/value caches of {} chunks and the local window ({} decoding keeps {} of the chunks' raw tokens)",
+            chunk_lens.len(),
+            mode.name(),
+            kept
+        )
+    })
 }
 
 /// Per decode mode, what generation keeps. `chunk_caches` holds the distinct chunks' raw caches;
@@ -255,7 +252,8 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
         let all: Vec<&[u32]> = plan.chunks.iter().map(|r| &tokens[r.clone()]).collect();
         let (distinct, of) = distinct_chunks(&all, config.share_identical_chunks);
         let chunks: Vec<&[u32]> = distinct.iter().map(|&c| all[c]).collect();
-        check_memory(model, &chunks, plan, config.decode)?;
+        let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        check_memory(model, &lens, plan, config, config.decode, &control)?;
         let prev = *tokens.last().ok_or(Error::EmptyInput { what: "the prompt" })?;
         Self::condense_and_finish(model, Chunks::Tokens(chunks), of, plan, config, control, prev)
     }

@@ -5,8 +5,9 @@
 use std::ops::Range;
 
 use crate::backend::Backend;
+use crate::budget::ensure_fits;
 use crate::control::{Control, Progress};
-use crate::decode::{Decoder, PlainDecoder};
+use crate::decode::{prefill_in_batches, Decoder, PlainDecoder};
 use crate::error::{Error, Result};
 use crate::model::{KvCache, LogitsFor, Model};
 
@@ -69,10 +70,12 @@ impl<'m, B: Backend> Document<'m, B> {
         }
         let kept = match plan_document(doc.len(), doc, config, model.config().bos_token_id) {
             None => {
-                control.report(Progress::Prefill { done: 0, total: 1 });
+                let tokens = doc.len() + control.reserve_tokens;
+                ensure_fits(model, tokens, &control, || {
+                    format!("the key/value cache of the document's {tokens} tokens")
+                })?;
                 let mut cache = model.new_cache();
-                model.forward_one(doc, &mut cache, LogitsFor::None)?;
-                control.report(Progress::Prefill { done: 1, total: 1 });
+                prefill_in_batches(model, doc, &mut cache, LogitsFor::None, &control)?;
                 Kept::Plain(cache)
             }
             Some(plan) => {
@@ -80,7 +83,8 @@ impl<'m, B: Backend> Document<'m, B> {
                 let (distinct, of) = distinct_chunks(&all, config.share_identical_chunks);
                 let chunks: Vec<&[u32]> = distinct.iter().map(|&c| all[c]).collect();
                 // Every mode needs the raw caches here, whatever it keeps while decoding.
-                check_memory(model, &chunks, &plan, DecodeMode::Exact)?;
+                let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+                check_memory(model, &lens, &plan, config, DecodeMode::Exact, &control)?;
                 let total = chunks.len();
                 let spec = CondenseSpec {
                     chunks: Chunks::Tokens(chunks),
@@ -117,11 +121,14 @@ impl<'m, B: Backend> Document<'m, B> {
         let prev = tail[tail.len() - 1];
         match &self.kept {
             Kept::Plain(cache) => {
-                control.report(Progress::Prefill { done: 0, total: 1 });
+                // The question's copy of the document's cache, the question and the answer.
+                let tokens = cache.len() + tail.len() + control.reserve_tokens;
+                ensure_fits(model, tokens, &control, || {
+                    format!("a question's key/value cache of {tokens} tokens (document, question and answer)")
+                })?;
                 let mut cache = cache.clone();
-                let logits = model.forward_one(tail, &mut cache, LogitsFor::Last)?;
-                control.report(Progress::Prefill { done: 1, total: 1 });
-                Ok((Box::new(PlainDecoder::from_cache(model, cache)), logits.data))
+                let logits = prefill_in_batches(model, tail, &mut cache, LogitsFor::Last, &control)?;
+                Ok((Box::new(PlainDecoder::from_cache(model, cache)), logits))
             }
             Kept::Memory { chunks, caches, of } => {
                 let plan = self.plan(tail)?;
@@ -132,6 +139,8 @@ impl<'m, B: Backend> Document<'m, B> {
                         reason: "the question moved the document's chunks",
                     });
                 }
+                let lens: Vec<usize> = caches.iter().map(KvCache::len).collect();
+                check_memory(model, &lens, &plan, &self.config, self.config.decode, &control)?;
                 let (decoder, logits) =
                     FocusDecoder::from_kept(model, caches, of.clone(), &plan, &self.config, control, prev)?;
                 Ok((Box::new(decoder), logits))

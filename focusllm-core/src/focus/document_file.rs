@@ -10,6 +10,8 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensorError, View};
 
 use crate::backend::Backend;
+use crate::budget::ensure_fits;
+use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::model::{KvCache, LayerKv, Model};
 use crate::weights::SafetensorsWeights;
@@ -368,7 +370,12 @@ impl<'m, B: Backend> Document<'m, B> {
         let layers = model.config().num_layers;
         let plan = plan_document(tokens.len(), &tokens, &config, model.config().bos_token_id);
         let (kept, tensors) = match (meta.get("document.kind")?, plan) {
-            ("plain", None) => (Kept::Plain(meta.cache(model, "plain", tokens.len())?), 1 + 2 * layers),
+            ("plain", None) => {
+                ensure_fits(model, tokens.len(), &Control::default(), || {
+                    format!("the key/value cache of the document's {} tokens", tokens.len())
+                })?;
+                (Kept::Plain(meta.cache(model, "plain", tokens.len())?), 1 + 2 * layers)
+            }
             ("memory", Some(plan)) => {
                 let ranges: Vec<[usize; 2]> = meta.json("document.chunks")?;
                 let chunks: Vec<Range<usize>> = ranges.iter().map(|&[s, e]| s..e).collect();
@@ -387,7 +394,8 @@ impl<'m, B: Backend> Document<'m, B> {
                     return Err(meta.invalid("`document.shared` is not the sharing map of the saved chunks".into()));
                 }
                 let distinct_tokens: Vec<&[u32]> = distinct.iter().map(|&c| all[c]).collect();
-                check_memory(model, &distinct_tokens, &plan, DecodeMode::Exact)?;
+                let lens: Vec<usize> = distinct_tokens.iter().map(|c| c.len()).collect();
+                check_memory(model, &lens, &plan, &config, DecodeMode::Exact, &Control::default())?;
                 let caches = distinct
                     .iter()
                     .enumerate()

@@ -147,8 +147,7 @@ pub(crate) fn prefill<'a, B: Backend>(
     if control.cancelled() {
         return Err(Error::Cancelled);
     }
-    let (decoder, logits) =
-        PlainDecoder::prefill(model, &read, &Control { cancel: control.cancel.clone(), progress: None })?;
+    let (decoder, logits) = PlainDecoder::prefill(model, &read, &Control { progress: None, ..control.clone() })?;
     let total = plan.chunks.len() + 1;
     control.report(Progress::Prefill { done: total, total });
     Ok((decoder, logits))

@@ -1,6 +1,7 @@
 //! Soak test: one [`Llm`] shared by many threads, each generating in a loop with random prompts,
 //! plain and FocusLLM inputs, documents read once and asked, random (sometimes invalid) options
-//! and random cancellation before the prefill, inside it and inside decoding. It fails (exit
+//! and random cancellation before the prefill, inside it and inside decoding, all through one
+//! small chunk cache (`--chunk-cache-mib`) that the threads fill and evict. It fails (exit
 //! status 1) on a panic, a generation that neither finishes nor errors as its case says, no
 //! progress for `--stall-secs` (a deadlock), or, between rounds after the first, live heap bytes
 //! growing past `--heap-growth-mb` (a leak) or resident memory past `--rss-growth-mb`.
@@ -49,6 +50,9 @@ struct Args {
     /// Most growth of resident memory, in MiB, between rounds after the first.
     #[arg(long, default_value_t = 64)]
     rss_growth_mb: u64,
+    /// The model's chunk cache, in MiB, shared and evicted by every thread (0: off).
+    #[arg(long, default_value_t = 16)]
+    chunk_cache_mib: u64,
     /// Seconds without a finished generation that count as a deadlock.
     #[arg(long, default_value_t = 300)]
     stall_secs: u64,
@@ -364,6 +368,7 @@ fn soak(llm: Arc<Llm>, args: &Args) -> bool {
     let failures = failures.into_inner().unwrap();
     println!();
     println!("outcomes: {:?}", outcomes.into_inner().unwrap());
+    println!("chunk cache: {:?}", llm.chunk_cache_stats());
     println!(
         "after warm-up: live heap grew at most {:.2} MiB (bound {} MiB), RSS at most {:.1} MiB (bound {} MiB); {} failures",
         mib(heap_growth),
@@ -462,7 +467,12 @@ fn main() -> std::process::ExitCode {
     if args.model.is_none() {
         llm.load_adapter_bytes(focusllm_adapters::SMOLLM2_135M_INSTRUCT).expect("the shipped adapter");
     }
-    let ok = if args.latency { measure_latency(&llm, &args) } else { soak(Arc::new(llm), &args) };
+    let ok = if args.latency {
+        measure_latency(&llm, &args)
+    } else {
+        llm.set_chunk_cache_limit(args.chunk_cache_mib << 20);
+        soak(Arc::new(llm), &args)
+    };
     if ok {
         std::process::ExitCode::SUCCESS
     } else {

@@ -211,6 +211,20 @@ impl Llm {
         Ok(Document { inner, llm: self, rest })
     }
 
+    /// Sets the most bytes of the chunk cache: the raw key/value caches of FocusLLM memory chunks,
+    /// kept by their tokens, so that a chunk met again (the same long document in a later prompt,
+    /// a conversation that grows, a document read again) is not computed again. Least recently
+    /// used chunks go first; 0, the default, empties the cache and turns it off. Answers are what
+    /// a fresh read gives, up to the order of floating-point sums.
+    pub fn set_chunk_cache_limit(&self, bytes: u64) {
+        self.inner.set_chunk_cache_limit(bytes);
+    }
+
+    /// What the chunk cache holds and has done (chunks, bytes, hits, misses, evictions).
+    pub fn chunk_cache_stats(&self) -> ChunkCacheStats {
+        self.inner.chunk_cache_stats()
+    }
+
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
         self.inner.config()
@@ -284,9 +298,16 @@ impl Document<'_> {
         self.inner.chunks()
     }
 
-    /// The FocusLLM configuration the document was read with.
+    /// The FocusLLM configuration the document was read with (and its decoding as last set).
     pub fn focus(&self) -> &FocusConfig {
         self.inner.config()
+    }
+
+    /// Changes how the following questions decode: the mode and, for cached-local decoding, how
+    /// many chunks refresh their candidate per token. The kept caches serve every mode but
+    /// [`DecodeMode::Retrieve`], which is refused, so nothing is read again.
+    pub fn set_decoding(&mut self, decode: DecodeMode, refresh_chunks: Option<usize>) -> Result<()> {
+        self.inner.set_decoding(decode, refresh_chunks)
     }
 
     /// Saves the document to one safetensors file (its kept caches, ids, chunks, the model's
@@ -295,7 +316,13 @@ impl Document<'_> {
     /// document read as text keeps what follows its questions in the file, so it is asked in
     /// text again after loading.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        self.inner.save(path.as_ref(), self.rest.as_deref())
+        self.save_as(path, focus::CacheDtype::F32)
+    }
+
+    /// [`Document::save`] with the caches in `dtype`: [`focus::CacheDtype::F16`] halves the file,
+    /// and the loaded document's logits then differ from this one's by the rounding to f16.
+    pub fn save_as(&self, path: impl AsRef<Path>, dtype: focus::CacheDtype) -> Result<()> {
+        self.inner.save(path.as_ref(), self.rest.as_deref(), dtype)
     }
 }
 

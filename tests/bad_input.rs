@@ -187,4 +187,13 @@ fn inputs_found_by_fuzzing() {
     let deep = config.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3000000000");
     let err = focusllm::ModelConfig::from_json_str(&deep, path).unwrap_err();
     assert!(err.to_string().contains("num_hidden_layers"), "{err}");
+    // Billions of heads overflowed the query width computed from them.
+    let heads = config
+        .replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 9223372036854775806")
+        .replace("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 1");
+    let err = focusllm::ModelConfig::from_json_str(&heads, path).unwrap_err();
+    assert!(err.to_string().contains("num_attention_heads"), "{err}");
+    let vocab = config.replace("\"vocab_size\": 300", "\"vocab_size\": 18446744073709551615");
+    let err = focusllm::ModelConfig::from_json_str(&vocab, path).unwrap_err();
+    assert!(err.to_string().contains("vocab_size"), "{err}");
 }

@@ -84,3 +84,25 @@ fn facade_loads_and_generates_on_cpu() {
         Err(focusllm::Error::InvalidOption { .. })
     ));
 }
+
+#[test]
+fn text_stream_passes_over_tokens_without_text() {
+    // Runs of special tokens (skipped when decoding) between the pieces of a text, and a
+    // multi-byte character split over byte-level tokens: the streamed text is the text itself.
+    let p = load("tiny-llama");
+    let tokenizer = p.tokenizer();
+    let text = "The archive is kept in the cellar, caf\u{e9} \u{2603} and all.";
+    let ids = tokenizer.encode_with(text, false).unwrap();
+    let (bos, eos) = (0, 1);
+    let mut stream = focusllm::TextStream::new();
+    let mut streamed = String::new();
+    for &id in &ids {
+        for _ in 0..200 {
+            streamed += &stream.push(tokenizer, eos).unwrap();
+            streamed += &stream.push(tokenizer, bos).unwrap();
+        }
+        streamed += &stream.push(tokenizer, id).unwrap();
+    }
+    assert_eq!(streamed, tokenizer.decode(&ids).unwrap());
+    assert_eq!(streamed, text);
+}

@@ -63,13 +63,7 @@ fn plain_attention_counts_the_prompt_and_the_tokens_to_generate() {
 fn every_focusllm_mode_is_refused_under_a_small_budget_and_runs_under_a_large_one() {
     let (p, ids, config) = tiny();
     let per = bytes_per_token(p.model());
-    for mode in [
-        DecodeMode::Exact,
-        DecodeMode::CachedLocal,
-        DecodeMode::FrozenMemory,
-        DecodeMode::MinEntropy,
-        DecodeMode::Retrieve,
-    ] {
+    for mode in DecodeMode::ALL {
         let options = GenerateOptions {
             max_tokens: 3,
             focus: Some(FocusConfig { decode: mode, ..config.clone() }),

@@ -1,5 +1,5 @@
-//! The FocusLLM sizes the commands start from, and where `ask` switches to FocusLLM on the
-//! default model (docs/evaluation.md says how they were chosen).
+//! The FocusLLM sizes the commands start from, where `ask` switches to FocusLLM on the default
+//! model (docs/evaluation.md says how they were chosen), and the chunk cache's default size.
 
 use focusllm::{DecodeMode, FocusConfig};
 
@@ -27,3 +27,7 @@ pub fn retrieve_sizes() -> FocusConfig {
 /// Where `ask` switches from plain attention to FocusLLM on the default model: the crossover
 /// measured on the evaluation suite.
 pub const DEFAULT_MODEL_SWITCH: usize = 4096;
+
+/// The chunk cache's default size in MiB for `serve` and `chat`: about 85 chunks of 512 tokens of
+/// the default model, a 44K-token document.
+pub const DEFAULT_CHUNK_CACHE_MIB: u64 = 2048;

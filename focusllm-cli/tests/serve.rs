@@ -343,6 +343,20 @@ fn openai_client_gets_the_library_answer() {
     let (text, finish) = streamed_text(&events);
     assert_eq!((text.as_str(), finish.as_deref()), (short.text.as_str(), Some(short.finish)), "raw streaming chat");
 
+    // The long document twice: the second request finds every chunk the first one read in the
+    // chunk cache, and still gets the library's answer (read without the cache).
+    for round in 0..2 {
+        let reply = post_json(server.port, "/v1/chat/completions", &chat_body(&document, 16, false));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let answer = reply.json();
+        let text = answer["choices"][0]["message"]["content"].as_str();
+        assert_eq!(text, Some(long.text.as_str()), "raw chat, long document, round {round}");
+    }
+    let cache = &server.health()["chunk_cache"];
+    let (hits, misses) = (cache["hits"].as_u64().unwrap(), cache["misses"].as_u64().unwrap());
+    assert!(misses > 0 && hits == misses, "the second request did not find the first one's chunks: {cache}");
+    assert!(cache["bytes"].as_u64().unwrap() <= cache["limit_bytes"].as_u64().unwrap(), "{cache}");
+
     let models = http(server.port, "GET", "/v1/models", None, "").json();
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], MODEL);

@@ -176,6 +176,20 @@ impl ModelConfig {
         if self.num_heads % self.num_kv_heads != 0 {
             return Err(invalid("num_key_value_heads", &self.num_kv_heads, "must divide num_attention_heads"));
         }
+        // Every weight matrix's size in f32 bytes must be a number: a fuzzed file with billions of
+        // heads overflowed the widths computed from it.
+        let h = self.hidden_size;
+        let matrices = [
+            ("num_attention_heads", self.num_heads, self.num_heads.checked_mul(self.head_dim)),
+            ("num_key_value_heads", self.num_kv_heads, self.num_kv_heads.checked_mul(self.head_dim)),
+            ("intermediate_size", self.intermediate_size, Some(self.intermediate_size)),
+            ("vocab_size", self.vocab_size, Some(self.vocab_size)),
+        ];
+        for (key, v, rows) in matrices {
+            if rows.and_then(|r| r.checked_mul(h)).and_then(|n| n.checked_mul(4)).is_none() {
+                return Err(invalid(key, &v, "its weight matrix would have more bytes than memory can address"));
+            }
+        }
         if self.num_layers > MAX_LAYERS {
             return Err(invalid("num_hidden_layers", &self.num_layers, "deeper than any model (at most 4096 layers)"));
         }

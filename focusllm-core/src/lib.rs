@@ -34,7 +34,7 @@ pub use decode::{Decoder, PREFILL_BATCH};
 pub use error::{Error, Result};
 pub use focus::{CandidateOrder, DecodeMode, FocusConfig, Prefix};
 pub use generation::{prefill, FinishReason, GenerateOptions, GeneratedToken, TokenStream};
-pub use model::{rope_table_rows, KvCache, LayerKv, Logits, LogitsFor, Model, RopeTable, SeqInput};
+pub use model::{rope_table_rows, ChunkCacheStats, KvCache, LayerKv, Logits, LogitsFor, Model, RopeTable, SeqInput};
 pub use pipeline::{DocumentMemory, LanguageModel, Pipeline};
 pub use quant::DType;
 pub use sampling::{argmax, Sampler, Sampling};

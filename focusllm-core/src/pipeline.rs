@@ -9,9 +9,9 @@ use crate::chat_template::ChatTemplate;
 use crate::config::ModelConfig;
 use crate::control::Control;
 use crate::error::{Error, Result};
-use crate::focus::{Document, FocusConfig};
+use crate::focus::{CacheDtype, DecodeMode, Document, FocusConfig};
 use crate::generation::{prefill, GenerateOptions, TokenStream};
-use crate::model::Model;
+use crate::model::{ChunkCacheStats, Model};
 use crate::tokenizer::Tokenizer;
 use crate::weights::SafetensorsWeights;
 
@@ -134,13 +134,17 @@ pub trait DocumentMemory: Send + Sync {
     /// configuration it was read with.
     fn ask_ids(&self, tail: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>>;
 
-    /// The FocusLLM configuration the document was read with.
+    /// The FocusLLM configuration the document was read with (and its decoding as last set).
     fn config(&self) -> &FocusConfig;
 
-    /// Saves the document to a safetensors file, with an optional note (see
-    /// [`focus::Document::save_noted`](crate::focus::Document::save_noted));
+    /// Changes how the following questions decode (see
+    /// [`focus::Document::set_decoding`](crate::focus::Document::set_decoding)); nothing is read again.
+    fn set_decoding(&mut self, decode: DecodeMode, refresh_chunks: Option<usize>) -> Result<()>;
+
+    /// Saves the document to a safetensors file, with an optional note and the caches in
+    /// `dtype` (see [`focus::Document::save_noted`](crate::focus::Document::save_noted));
     /// [`LanguageModel::load_document`] reads it back.
-    fn save(&self, path: &Path, note: Option<&str>) -> Result<()>;
+    fn save(&self, path: &Path, note: Option<&str>, dtype: CacheDtype) -> Result<()>;
 }
 
 /// A [`Document`] with the tokenizer and end-of-sequence ids its answers stream with.
@@ -170,8 +174,12 @@ impl<B: Backend> DocumentMemory for PipelineDocument<'_, B> {
         self.document.config()
     }
 
-    fn save(&self, path: &Path, note: Option<&str>) -> Result<()> {
-        self.document.save_noted(path, note)
+    fn set_decoding(&mut self, decode: DecodeMode, refresh_chunks: Option<usize>) -> Result<()> {
+        self.document.set_decoding(decode, refresh_chunks)
+    }
+
+    fn save(&self, path: &Path, note: Option<&str>, dtype: CacheDtype) -> Result<()> {
+        self.document.save_noted(path, note, dtype)
     }
 }
 
@@ -196,6 +204,13 @@ pub trait LanguageModel: Send + Sync {
     /// Loads candidate projections from the bytes of an adapter safetensors file (see
     /// [`Pipeline::load_adapter_bytes`]).
     fn load_adapter_bytes(&mut self, bytes: &[u8]) -> Result<usize>;
+
+    /// Sets the most bytes of the model's chunk cache (see [`Model::set_chunk_cache_limit`]):
+    /// FocusLLM chunks met again, in prompts or documents, are then not computed again.
+    fn set_chunk_cache_limit(&self, bytes: u64);
+
+    /// What the model's chunk cache holds and has done.
+    fn chunk_cache_stats(&self) -> ChunkCacheStats;
 
     /// Prefills token ids and returns a stream of generated tokens.
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>>;
@@ -247,6 +262,14 @@ where
 
     fn load_adapter_bytes(&mut self, bytes: &[u8]) -> Result<usize> {
         Pipeline::load_adapter_bytes(self, bytes)
+    }
+
+    fn set_chunk_cache_limit(&self, bytes: u64) {
+        self.model.set_chunk_cache_limit(bytes);
+    }
+
+    fn chunk_cache_stats(&self) -> ChunkCacheStats {
+        self.model.chunk_cache_stats()
     }
 
     fn generate_ids(&self, prompt: &[u32], options: &GenerateOptions) -> Result<TokenStream<'_>> {

@@ -97,10 +97,18 @@ impl TextStream {
     }
 
     /// Adds a token and returns the text it completes (possibly empty).
+    ///
+    /// A token that has no text of its own and changes nothing (a special token, skipped when
+    /// decoding) is left out of the window, so a long run of them costs a constant time each
+    /// rather than a decode of the whole run.
     pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
         self.ids.push(id);
         let before = tokenizer.decode(&self.ids[self.prev..self.current])?;
         let now = tokenizer.decode(&self.ids[self.prev..])?;
+        if now == before && self.ids.len() == self.current + 1 && tokenizer.decode(&[id])?.is_empty() {
+            self.ids.pop();
+            return Ok(String::new());
+        }
         if now.len() > before.len() && !now.ends_with('\u{FFFD}') {
             let piece = match now.get(before.len()..) {
                 Some(p) if now.starts_with(&before) => p.to_string(),

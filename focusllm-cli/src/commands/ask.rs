@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use focusllm::focus::CacheDtype;
 use focusllm::{ChatMessage, Control, DecodeMode, FocusConfig, GenerateOptions, Sampling};
 
 use crate::answer;
@@ -31,6 +32,10 @@ pub struct AskArgs {
     /// that `--memory` loads for later questions.
     #[arg(long, value_name = "FILE", conflicts_with = "memory")]
     pub save_memory: Option<PathBuf>,
+    /// How `--save-memory` stores the keys and values: f32 (answers bit for bit as the read) or
+    /// f16 (half the file; logits differ by the rounding).
+    #[arg(long, value_name = "f32|f16", default_value = "f32", value_parser = parse_dtype, requires = "save_memory")]
+    pub memory_dtype: CacheDtype,
     /// Load a document memory saved by `--save-memory` (on the same model and adapter) instead of
     /// reading `--file`; it keeps the FocusLLM sizes it was read with.
     #[arg(long, value_name = "FILE")]
@@ -67,7 +72,7 @@ pub fn run(args: AskArgs) -> Result<(), CliError> {
     let document = std::fs::read_to_string(file).map_err(|source| CliError::Read { path: file.clone(), source })?;
     let reader = Reader::load(&args.model, &args.focus)?;
     if let Some(save) = &args.save_memory {
-        return read_and_save(&reader, &document, save, &question, args.max_tokens, sampling);
+        return read_and_save(&reader, &document, save, args.memory_dtype, &question, args.max_tokens, sampling);
     }
     let ids = reader.chat_ids(&[ChatMessage::new("user", document_question(&document, &question))])?;
     reader.check(ids.len())?;
@@ -94,11 +99,17 @@ pub fn memory_config(reader: &Reader) -> Result<FocusConfig, CliError> {
     }
 }
 
-/// Reads `document` as a document memory, saves it to `path`, and answers `question` over it.
+/// `--memory-dtype`'s value.
+fn parse_dtype(text: &str) -> Result<CacheDtype, String> {
+    CacheDtype::parse(text).map_err(|_| "expected f32 or f16".to_string())
+}
+
+/// Reads `document` as a document memory, saves it to `path` in `dtype`, and answers `question` over it.
 fn read_and_save(
     reader: &Reader,
     document: &str,
     path: &Path,
+    dtype: CacheDtype,
     question: &str,
     max_tokens: usize,
     sampling: Sampling,
@@ -112,7 +123,7 @@ fn read_and_save(
     progress.finish();
     let read = read?;
     eprintln!("{}", describe_memory(&read));
-    read.save(path)?;
+    read.save_as(path, dtype)?;
     eprintln!("document memory saved to {}", path.display());
     ask(&read, question, max_tokens, sampling)
 }

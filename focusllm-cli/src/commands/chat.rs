@@ -1,6 +1,7 @@
 //! `focusllm chat`: a multi-turn conversation in the terminal under the model's chat template,
 //! optionally about a document given with the first turn. Each turn reads the whole conversation
-//! again as the [`Reader`] policy says. Ctrl-C cancels the answer being written; at the prompt,
+//! as the [`Reader`] policy says, with the FocusLLM chunks already read found in the model's chunk
+//! cache (`--chunk-cache-mib`). Ctrl-C cancels the answer being written; at the prompt,
 //! Ctrl-C or end of input ends the chat.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -39,6 +40,10 @@ pub struct ChatArgs {
     /// How the conversation is read.
     #[command(flatten)]
     pub focus: FocusArgs,
+    /// Memory for FocusLLM chunks kept between turns, in MiB: each turn reuses the chunks of the
+    /// document and the conversation already read (0: off, every turn reads everything again).
+    #[arg(long, value_name = "MIB", default_value_t = crate::sizes::DEFAULT_CHUNK_CACHE_MIB)]
+    pub chunk_cache_mib: u64,
 }
 
 /// The answer being written, which Ctrl-C cancels; `None` while the prompt waits for input.
@@ -54,6 +59,7 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
     };
     let sampling = args.sampling.sampling()?;
     let reader = Reader::load(&args.model, &args.focus)?;
+    reader.llm().set_chunk_cache_limit(args.chunk_cache_mib.saturating_mul(1 << 20));
     let current = cancel_on_ctrl_c()?;
     let interactive = std::io::stdin().is_terminal();
     if interactive {

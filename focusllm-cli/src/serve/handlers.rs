@@ -76,7 +76,7 @@ pub fn router(app: Arc<App>, max_request_bytes: usize) -> Router {
         .with_state(app)
 }
 
-/// `GET /health`: the model and the counters.
+/// `GET /health`: the model, the counters and the chunk cache's.
 async fn health(State(app): State<Arc<App>>) -> Json<Value> {
     let stats = &app.engine.stats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::SeqCst);
@@ -89,7 +89,20 @@ async fn health(State(app): State<Arc<App>>) -> Json<Value> {
         "cancelled": load(&stats.cancelled),
         "failed": load(&stats.failed),
         "rejected": load(&stats.rejected),
+        "chunk_cache": chunk_cache(app.engine.reader.llm().chunk_cache_stats()),
     }))
+}
+
+/// The chunk cache's counters, as `/health` reports them.
+fn chunk_cache(c: focusllm::ChunkCacheStats) -> Value {
+    json!({
+        "chunks": c.chunks,
+        "bytes": c.bytes,
+        "limit_bytes": c.limit,
+        "hits": c.hits,
+        "misses": c.misses,
+        "evictions": c.evictions,
+    })
 }
 
 /// `GET /v1/models`: the one served model.

@@ -25,6 +25,7 @@ use crate::error::CliError;
 use crate::focus_args::FocusArgs;
 use crate::model_args::ModelArgs;
 use crate::reading::Reader;
+use crate::sizes::DEFAULT_CHUNK_CACHE_MIB;
 
 /// The name the default model is served under.
 const DEFAULT_MODEL_NAME: &str = "SmolLM2-135M-Instruct";
@@ -72,6 +73,10 @@ pub struct ServeArgs {
     /// The largest request body taken, in bytes (a long document is sent whole).
     #[arg(long, help_heading = "Server", value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_request_bytes: usize,
+    /// Memory for FocusLLM chunks kept between requests, in MiB: a long document sent again (a
+    /// follow-up question, a growing conversation) reuses the chunks already read (0: off).
+    #[arg(long, help_heading = "Server", value_name = "MIB", default_value_t = DEFAULT_CHUNK_CACHE_MIB)]
+    pub chunk_cache_mib: u64,
 }
 
 impl ServeArgs {
@@ -123,6 +128,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let model = args.model_name();
     log(&format!("loading {model}"));
     let reader = Arc::new(Reader::load(&args.model, &args.focus)?);
+    reader.llm().set_chunk_cache_limit(args.chunk_cache_mib.saturating_mul(1 << 20));
     let engine =
         Arc::new(generate::Engine { reader, stats: generate::Stats::default(), running: generate::Running::default() });
     let app = Arc::new(handlers::App {

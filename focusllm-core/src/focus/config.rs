@@ -32,6 +32,15 @@ pub enum DecodeMode {
 }
 
 impl DecodeMode {
+    /// Every mode, in the order of the enum.
+    pub const ALL: [DecodeMode; 5] = [
+        DecodeMode::Exact,
+        DecodeMode::CachedLocal,
+        DecodeMode::FrozenMemory,
+        DecodeMode::MinEntropy,
+        DecodeMode::Retrieve,
+    ];
+
     /// Parses the names used on command lines: `exact`, `cached-local` (or `cached`), `frozen`
     /// (or `frozen-memory`), `min-entropy` (or `entropy`), `retrieve`.
     pub fn parse(text: &str) -> Result<Self> {
@@ -231,13 +240,7 @@ mod tests {
 
     #[test]
     fn mode_names_round_trip() {
-        for mode in [
-            DecodeMode::Exact,
-            DecodeMode::CachedLocal,
-            DecodeMode::FrozenMemory,
-            DecodeMode::MinEntropy,
-            DecodeMode::Retrieve,
-        ] {
+        for mode in DecodeMode::ALL {
             assert_eq!(DecodeMode::parse(mode.name()).unwrap(), mode);
         }
         assert_eq!(DecodeMode::parse("cached").unwrap(), DecodeMode::CachedLocal);

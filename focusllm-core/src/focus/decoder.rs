@@ -2,6 +2,7 @@
 //! `Retrieve` (which decodes plainly).
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::budget::ensure_fits;
@@ -11,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::{KvCache, LogitsFor, MassProbe, Model, SeqInput};
 
 use super::config::{CandidateOrder, DecodeMode, FocusConfig};
-use super::memory::{condense, Chunks, CondenseSpec, Condensed};
+use super::memory::{condense, raw_caches, Chunks, CondenseSpec, Condensed};
 use super::schedule::Plan;
 
 /// What the local forward gives.
@@ -241,7 +242,9 @@ pub(crate) struct FocusDecoder<'a, B: Backend> {
 
 impl<'a, B: Backend> FocusDecoder<'a, B> {
     /// Condenses the memory chunks and runs the local forward; returns the decoder and the logits
-    /// of the input's last position.
+    /// of the input's last position. With the model's chunk cache on, the chunks' raw caches are
+    /// taken from it (or computed and offered to it) and the query runs over copies of them, as
+    /// [`FocusDecoder::from_kept`] does.
     pub(crate) fn prefill(
         model: &'a Model<B>,
         tokens: &[u32],
@@ -255,7 +258,14 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
         let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
         check_memory(model, &lens, plan, config, config.decode, &control)?;
         let prev = *tokens.last().ok_or(Error::EmptyInput { what: "the prompt" })?;
-        Self::condense_and_finish(model, Chunks::Tokens(chunks), of, plan, config, control, prev)
+        if !model.chunk_store.enabled() {
+            return Self::condense_and_finish(model, Chunks::Tokens(chunks), of, plan, config, control, prev, 0);
+        }
+        // Progress: the chunks computed, then every chunk's query, then the local forward.
+        let computed = chunks.iter().filter(|c| !model.chunk_store.contains(c)).count();
+        let total = computed + chunks.len() + 1;
+        let kept = raw_caches(model, &chunks, config.chunk_batch, (0, total), &control)?;
+        Self::condense_and_finish(model, Chunks::Kept(&kept), of, plan, config, control, prev, computed)
     }
 
     /// [`FocusDecoder::prefill`] over the kept raw caches of the distinct chunks (`of` maps every
@@ -263,17 +273,19 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
     /// they are. `prev` is the input's last token.
     pub(super) fn from_kept(
         model: &'a Model<B>,
-        kept: &[KvCache<B>],
+        kept: &[Arc<KvCache<B>>],
         of: Vec<usize>,
         plan: &Plan,
         config: &FocusConfig,
         control: Control,
         prev: u32,
     ) -> Result<(Self, Vec<f32>)> {
-        Self::condense_and_finish(model, Chunks::Kept(kept), of, plan, config, control, prev)
+        Self::condense_and_finish(model, Chunks::Kept(kept), of, plan, config, control, prev, 0)
     }
 
-    /// The shared part of both: condensing, then the local forward and the mode's state.
+    /// The shared part of both: condensing, then the local forward and the mode's state;
+    /// `before` chunks were already reported done (computed for the chunk cache).
+    #[allow(clippy::too_many_arguments)]
     fn condense_and_finish(
         model: &'a Model<B>,
         chunks: Chunks<'_, B>,
@@ -282,8 +294,10 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
         config: &FocusConfig,
         control: Control,
         prev: u32,
+        before: usize,
     ) -> Result<(Self, Vec<f32>)> {
         let mode = config.decode;
+        let total = before + chunks.len() + 1;
         let min_entropy_mode = mode == DecodeMode::MinEntropy;
         let spec = CondenseSpec {
             chunks,
@@ -292,6 +306,7 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
             keep_caches: mode.keeps_chunk_caches(),
             logits: min_entropy_mode,
             batch: config.chunk_batch,
+            progress: (before, total),
         };
         let Condensed { candidates, chunk_caches, last_logits } = condense(model, &spec, &control)?;
         let candidates = per_chunk(candidates, &of);
@@ -332,7 +347,6 @@ impl<'a, B: Backend> FocusDecoder<'a, B> {
                 })
             }
         };
-        let total = spec.chunks.len() + 1;
         control.report(Progress::Prefill { done: total, total });
         Ok((FocusDecoder { model, config: config.clone(), prefix_len, control, prev, state }, logits))
     }

@@ -3,6 +3,7 @@
 //! the kept chunk caches, and the local forward.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::budget::ensure_fits;
@@ -13,7 +14,7 @@ use crate::model::{KvCache, LogitsFor, Model};
 
 use super::config::{DecodeMode, FocusConfig};
 use super::decoder::{check_memory, distinct_chunks, FocusDecoder};
-use super::memory::{condense, Chunks, CondenseSpec};
+use super::memory::raw_caches;
 use super::schedule::{plan_document, Plan};
 
 /// What a [`Document`] keeps between questions.
@@ -22,7 +23,7 @@ pub(super) enum Kept<B: Backend> {
     Plain(KvCache<B>),
     /// A document read with FocusLLM: its memory chunks and the raw caches of the distinct ones
     /// (`of[c]` is the distinct chunk whose cache chunk `c` shares).
-    Memory { chunks: Vec<Range<usize>>, caches: Vec<KvCache<B>>, of: Vec<usize> },
+    Memory { chunks: Vec<Range<usize>>, caches: Vec<Arc<KvCache<B>>>, of: Vec<usize> },
 }
 
 /// A document read once and asked many questions.
@@ -85,17 +86,9 @@ impl<'m, B: Backend> Document<'m, B> {
                 // Every mode needs the raw caches here, whatever it keeps while decoding.
                 let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
                 check_memory(model, &lens, &plan, config, DecodeMode::Exact, &control)?;
-                let total = chunks.len();
-                let spec = CondenseSpec {
-                    chunks: Chunks::Tokens(chunks),
-                    query: &[],
-                    candidates: 0,
-                    keep_caches: true,
-                    logits: false,
-                    batch: config.chunk_batch,
-                };
-                let caches = condense(model, &spec, &control)?.chunk_caches;
-                control.report(Progress::Prefill { done: total + 1, total: total + 1 });
+                let total = chunks.iter().filter(|c| !model.chunk_store.contains(c)).count() + 1;
+                let caches = raw_caches(model, &chunks, config.chunk_batch, (0, total), &control)?;
+                control.report(Progress::Prefill { done: total, total });
                 Kept::Memory { chunks: plan.chunks, caches, of }
             }
         };
@@ -139,7 +132,7 @@ impl<'m, B: Backend> Document<'m, B> {
                         reason: "the question moved the document's chunks",
                     });
                 }
-                let lens: Vec<usize> = caches.iter().map(KvCache::len).collect();
+                let lens: Vec<usize> = caches.iter().map(|c| c.len()).collect();
                 check_memory(model, &lens, &plan, &self.config, self.config.decode, &control)?;
                 let (decoder, logits) =
                     FocusDecoder::from_kept(model, caches, of.clone(), &plan, &self.config, control, prev)?;

@@ -1,11 +1,12 @@
 //! A [`Document`] saved to one safetensors file and loaded back (docs/algorithm.md, "Read once,
-//! ask many"): the kept caches as f32 tensors, the document's ids, and in `__metadata__` the format
+//! ask many"): the kept caches as f32 (or f16) tensors, the document's ids, and in `__metadata__` the format
 //! version, the model's identity, the FocusLLM configuration, the chunks and their sharing map.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use safetensors::tensor::{Dtype, SafeTensorError, View};
 
@@ -25,6 +26,28 @@ use super::schedule::plan_document;
 const FORMAT: &str = "focusllm-document";
 /// The `version` entry this crate writes and reads.
 const VERSION: &str = "2";
+
+/// How a saved document stores its caches' keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheDtype {
+    /// f32, as they are computed: the loaded document answers bit for bit as the saved one.
+    #[default]
+    F32,
+    /// IEEE half precision, rounded to nearest: half the file. The loaded document's logits differ
+    /// from the saved one's by that rounding (docs/algorithm.md, "Saved documents").
+    F16,
+}
+
+impl CacheDtype {
+    /// Parses `f32` or `f16`.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "f32" => Ok(CacheDtype::F32),
+            "f16" => Ok(CacheDtype::F16),
+            _ => Err(Error::InvalidOption { name: "dtype", value: text.to_string(), reason: "expected f32 or f16" }),
+        }
+    }
+}
 
 /// One tensor to write: its dtype, shape and little-endian bytes.
 struct Owned {
@@ -113,15 +136,20 @@ fn focus_entries(c: &FocusConfig) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn f32_bytes(data: &[f32]) -> Vec<u8> {
-    data.iter().flat_map(|x| x.to_le_bytes()).collect()
+/// `data` as little-endian bytes of `dtype`.
+fn tensor_bytes(data: &[f32], dtype: CacheDtype) -> (Dtype, Vec<u8>) {
+    match dtype {
+        CacheDtype::F32 => (Dtype::F32, data.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        CacheDtype::F16 => (Dtype::F16, data.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect()),
+    }
 }
 
-/// Appends the per-layer keys and values of `cache` as `{prefix}.layer.{l}.k` / `.v`.
+/// Appends the per-layer keys and values of `cache` as `{prefix}.layer.{l}.k` / `.v`, in `dtype`.
 fn cache_tensors<B: Backend>(
     model: &Model<B>,
     prefix: &str,
     cache: &KvCache<B>,
+    dtype: CacheDtype,
     out: &mut Vec<(String, Owned)>,
 ) -> Result<()> {
     let b = model.checked();
@@ -132,11 +160,8 @@ fn cache_tensors<B: Backend>(
         })?;
         for (part, tensor) in [("k", &kv.k), ("v", &kv.v)] {
             let (rows, cols) = b.dims(tensor);
-            let data = b.to_host(tensor)?;
-            out.push((
-                format!("{prefix}.layer.{l}.{part}"),
-                Owned { dtype: Dtype::F32, shape: vec![rows, cols], data: f32_bytes(&data) },
-            ));
+            let (dtype, data) = tensor_bytes(&b.to_host(tensor)?, dtype);
+            out.push((format!("{prefix}.layer.{l}.{part}"), Owned { dtype, shape: vec![rows, cols], data }));
         }
     }
     Ok(())
@@ -228,7 +253,7 @@ impl Meta<'_> {
     }
 
     /// The cache saved as `{prefix}.layer.{l}.k` / `.v`, `len` rows of the model's key/value
-    /// width each, uploaded to the model's backend.
+    /// width each, f32 or f16 (widened), uploaded to the model's backend.
     fn cache<B: Backend>(&self, model: &Model<B>, prefix: &str, len: usize) -> Result<KvCache<B>> {
         let b = model.checked();
         let kv_dim = model.config().kv_dim();
@@ -238,13 +263,17 @@ impl Meta<'_> {
                 let name = format!("{prefix}.layer.{l}.{part}");
                 let (dtype, shape, bytes) =
                     self.file.raw(&name).ok_or_else(|| self.invalid(format!("no `{name}` tensor")))?;
-                if dtype != Dtype::F32 || shape != [len, kv_dim] {
+                if !matches!(dtype, Dtype::F32 | Dtype::F16) || shape != [len, kv_dim] {
                     return Err(
-                        self.invalid(format!("`{name}` is {dtype:?} {shape:?}, expected F32 [{len}, {kv_dim}]"))
+                        self.invalid(format!("`{name}` is {dtype:?} {shape:?}, expected F32 or F16 [{len}, {kv_dim}]"))
                     );
                 }
-                let data: Vec<f32> =
-                    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                let data: Vec<f32> = match dtype {
+                    Dtype::F16 => {
+                        bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+                    }
+                    _ => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                };
                 b.from_host(&data, len, kv_dim)
             };
             layers.push(LayerKv { k: part("k")?, v: part("v")? });
@@ -265,12 +294,13 @@ impl<'m, B: Backend> Document<'m, B> {
     /// leaves no half-written document. Errors: a backend failure reading the caches back, or a
     /// file that cannot be written ([`Error::Io`] naming `path`).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        self.save_noted(path, None)
+        self.save_noted(path, None, CacheDtype::F32)
     }
 
     /// [`Document::save`] with a note, free text an application keeps with the document (the
-    /// facade keeps what follows a text question there); [`Document::load_noted`] returns it.
-    pub fn save_noted(&self, path: impl AsRef<Path>, note: Option<&str>) -> Result<()> {
+    /// facade keeps what follows a text question there; [`Document::load_noted`] returns it), and
+    /// the caches in `dtype`.
+    pub fn save_noted(&self, path: impl AsRef<Path>, note: Option<&str>, dtype: CacheDtype) -> Result<()> {
         let path = path.as_ref();
         let model = self.model;
         let mut meta: HashMap<String, String> = HashMap::new();
@@ -292,7 +322,7 @@ impl<'m, B: Backend> Document<'m, B> {
         match &self.kept {
             Kept::Plain(cache) => {
                 put("document.kind", "plain".to_string());
-                cache_tensors(model, "plain", cache, &mut tensors)?;
+                cache_tensors(model, "plain", cache, dtype, &mut tensors)?;
             }
             Kept::Memory { chunks, caches, of } => {
                 put("document.kind", "memory".to_string());
@@ -300,7 +330,7 @@ impl<'m, B: Backend> Document<'m, B> {
                 put("document.chunks", serde_json::to_string(&ranges).expect("numbers serialise"));
                 put("document.shared", serde_json::to_string(of).expect("numbers serialise"));
                 for (c, cache) in caches.iter().enumerate() {
-                    cache_tensors(model, &format!("chunk.{c}"), cache, &mut tensors)?;
+                    cache_tensors(model, &format!("chunk.{c}"), cache, dtype, &mut tensors)?;
                 }
             }
         }
@@ -399,7 +429,7 @@ impl<'m, B: Backend> Document<'m, B> {
                 let caches = distinct
                     .iter()
                     .enumerate()
-                    .map(|(d, &c)| meta.cache(model, &format!("chunk.{d}"), chunks[c].len()))
+                    .map(|(d, &c)| meta.cache(model, &format!("chunk.{d}"), chunks[c].len()).map(Arc::new))
                     .collect::<Result<Vec<_>>>()?;
                 (Kept::Memory { chunks, caches, of }, 1 + 2 * layers * distinct.len())
             }

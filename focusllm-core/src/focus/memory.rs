@@ -1,8 +1,12 @@
 //! Dynamic condensing: every chunk runs `chunk ++ query` in batched forwards; the candidate
 //! token's keys/values become the chunk's memory. The chunk's part is computed here from its
-//! tokens, or taken from a kept raw cache of the chunk (a [`super::Document`]'s): one path for both.
+//! tokens, or taken from a kept raw cache of the chunk (a [`super::Document`]'s, or the model's
+//! chunk cache's): one path for both.
+
+use std::sync::Arc;
 
 use crate::backend::Backend;
+use crate::budget::cache_bytes;
 use crate::control::{Control, Progress};
 use crate::error::{Error, Result};
 use crate::model::{KvCache, LogitsFor, Model, SeqInput};
@@ -23,7 +27,7 @@ pub(crate) enum Chunks<'p, B: Backend> {
     Tokens(Vec<&'p [u32]>),
     /// The chunks' raw caches (keys/values of the chunk tokens alone, keys rotated at their
     /// positions in the chunk): each forward runs the query over a copy of one, which stays as it is.
-    Kept(&'p [KvCache<B>]),
+    Kept(&'p [Arc<KvCache<B>>]),
 }
 
 impl<B: Backend> Chunks<'_, B> {
@@ -50,6 +54,8 @@ pub(crate) struct CondenseSpec<'p, B: Backend> {
     pub logits: bool,
     /// Chunks per batched forward.
     pub batch: usize,
+    /// The progress reported: `(before, total)` reports `before + chunks done` of `total`.
+    pub progress: (usize, usize),
 }
 
 /// Runs every chunk's `chunk ++ query` forward, `batch` chunks at a time, with cancellation
@@ -71,7 +77,7 @@ pub(crate) fn condense<B: Backend>(
             Chunks::Tokens(chunks) => {
                 chunks[start..end].iter().map(|c| ([*c, spec.query].concat(), model.new_cache())).unzip()
             }
-            Chunks::Kept(kept) => kept[start..end].iter().map(|c| (spec.query.to_vec(), c.clone())).unzip(),
+            Chunks::Kept(kept) => kept[start..end].iter().map(|c| (spec.query.to_vec(), KvCache::clone(c))).unzip(),
         };
         let logits_for = if spec.logits { LogitsFor::Last } else { LogitsFor::None };
         let mut batch: Vec<SeqInput<'_, B>> = group
@@ -92,7 +98,49 @@ pub(crate) fn condense<B: Backend>(
                 out.last_logits.push(logits.data);
             }
         }
-        control.report(Progress::Prefill { done: ((b + 1) * spec.batch).min(total), total: total + 1 });
+        let (before, of) = spec.progress;
+        control.report(Progress::Prefill { done: before + ((b + 1) * spec.batch).min(total), total: of });
+    }
+    Ok(out)
+}
+
+/// The raw caches (the chunk's tokens alone, keys rotated at their positions in the chunk) of
+/// `chunks`: taken from the model's chunk cache where it holds them, the others computed `batch`
+/// at a time and offered to it. Progress is reported as `progress` says, over the computed chunks.
+pub(crate) fn raw_caches<B: Backend>(
+    model: &Model<B>,
+    chunks: &[&[u32]],
+    batch: usize,
+    progress: (usize, usize),
+    control: &Control,
+) -> Result<Vec<Arc<KvCache<B>>>> {
+    let store = &model.chunk_store;
+    let found: Vec<Option<Arc<KvCache<B>>>> = chunks.iter().map(|c| store.get(c)).collect();
+    let missing: Vec<&[u32]> = chunks.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(c, _)| *c).collect();
+    let spec = CondenseSpec {
+        chunks: Chunks::Tokens(missing),
+        query: &[],
+        candidates: 0,
+        keep_caches: true,
+        logits: false,
+        batch,
+        progress,
+    };
+    let mut computed = condense(model, &spec, control)?.chunk_caches.into_iter();
+    let mut out = Vec::with_capacity(chunks.len());
+    for (tokens, hit) in chunks.iter().zip(found) {
+        let cache = match hit {
+            Some(cache) => cache,
+            None => {
+                let cache = Arc::new(computed.next().ok_or_else(|| Error::Backend {
+                    backend: model.backend().name(),
+                    message: "condensing returned fewer chunk caches than chunks".into(),
+                })?);
+                store.insert(tokens, Arc::clone(&cache), cache_bytes(model, cache.len()));
+                cache
+            }
+        };
+        out.push(cache);
     }
     Ok(out)
 }

@@ -14,6 +14,7 @@ mod schedule;
 
 pub use config::{CandidateOrder, DecodeMode, FocusConfig, Prefix, ANSWER_ROOM};
 pub use document::Document;
+pub use document_file::CacheDtype;
 pub use retrieve::{score_chunks, select_chunks};
 pub use schedule::{plan, plan_document, Plan};
 

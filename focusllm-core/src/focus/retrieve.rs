@@ -6,10 +6,11 @@ use crate::backend::Backend;
 use crate::control::{Control, Progress};
 use crate::decode::PlainDecoder;
 use crate::error::{Error, Result};
-use crate::model::{LogitsFor, Model, SeqInput};
+use crate::model::{KvCache, LogitsFor, Model, SeqInput};
 
 use super::config::{FocusConfig, ANSWER_ROOM};
 use super::decoder::distinct_chunks;
+use super::memory::raw_caches;
 use super::schedule::Plan;
 
 /// `log softmax(logits)[target]`, in f64.
@@ -31,7 +32,9 @@ fn query_log_probs(logits: &[f32], vocab: usize, query: &[u32]) -> Vec<f64> {
 /// after `chunk ++ query[..i]`, less their log-likelihood after the query alone, summed. A chunk
 /// that holds what the query asks about makes the query's words predictable (the model copies
 /// them from the chunk); a chunk about something else leaves them as the query alone does.
-/// The forwards use the ordinary projections, so no adapter is needed.
+/// The forwards use the ordinary projections, so no adapter is needed. With the model's chunk
+/// cache on, the query runs over copies of the chunks' raw caches taken from it (or computed and
+/// offered to it).
 pub fn score_chunks<B: Backend>(
     model: &Model<B>,
     chunks: &[&[u32]],
@@ -54,14 +57,26 @@ pub fn score_chunks<B: Backend>(
     let mut alone = model.new_cache();
     let base = query_log_probs(&model.forward_one(query, &mut alone, LogitsFor::All)?.data, vocab, query);
     drop(alone);
-    let inputs: Vec<Vec<u32>> = chunks.iter().map(|c| [*c, query].concat()).collect();
+    let batch = batch.max(1);
+    // Progress: the chunks computed for the chunk cache (if on), then every chunk's query.
+    let (kept, before) = if model.chunk_store.enabled() {
+        let computed = chunks.iter().filter(|c| !model.chunk_store.contains(c)).count();
+        (Some(raw_caches(model, chunks, batch, (0, computed + chunks.len() + 1), control)?), computed)
+    } else {
+        (None, 0)
+    };
+    let total = before + chunks.len() + 1;
     let mut scores = Vec::with_capacity(chunks.len());
-    for (b, group) in inputs.chunks(batch.max(1)).enumerate() {
+    for start in (0..chunks.len()).step_by(batch) {
         if control.cancelled() {
             return Err(Error::Cancelled);
         }
-        let mut caches: Vec<_> = group.iter().map(|_| model.new_cache()).collect();
-        let mut seqs: Vec<SeqInput<'_, B>> = group
+        let end = (start + batch).min(chunks.len());
+        let (inputs, mut caches): (Vec<Vec<u32>>, Vec<KvCache<B>>) = match &kept {
+            None => chunks[start..end].iter().map(|c| ([*c, query].concat(), model.new_cache())).unzip(),
+            Some(kept) => kept[start..end].iter().map(|c| (query.to_vec(), KvCache::clone(c))).unzip(),
+        };
+        let mut seqs: Vec<SeqInput<'_, B>> = inputs
             .iter()
             .zip(caches.iter_mut())
             .map(|(tokens, cache)| SeqInput { tokens, cache, candidates: 0, logits: LogitsFor::Tail(query.len()) })
@@ -70,7 +85,7 @@ pub fn score_chunks<B: Backend>(
             let with = query_log_probs(&logits.data, vocab, query);
             scores.push(with.iter().zip(&base).map(|(w, b)| w - b).sum());
         }
-        control.report(Progress::Prefill { done: ((b + 1) * batch).min(chunks.len()), total: chunks.len() + 1 });
+        control.report(Progress::Prefill { done: before + end, total });
     }
     Ok(scores)
 }

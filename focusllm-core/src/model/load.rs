@@ -85,6 +85,7 @@ impl<B: Backend> Model<B> {
             rope,
             weights_fingerprint,
             candidates_fingerprint: None,
+            chunk_store: super::ChunkStore::new(),
         };
         // A trained FocusLLM checkpoint ships its candidate projections beside the base weights.
         model.load_candidate_projections(source)?;

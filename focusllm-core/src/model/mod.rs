@@ -7,11 +7,14 @@
 //! positions' logits it needs.
 
 mod attention_mass;
+mod chunk_store;
 mod kv_cache;
 mod load;
 mod rope;
 
 pub(crate) use attention_mass::MassProbe;
+pub use chunk_store::ChunkCacheStats;
+pub(crate) use chunk_store::ChunkStore;
 pub use kv_cache::{KvCache, LayerKv};
 pub use rope::{rope_table_rows, RopeTable};
 
@@ -172,6 +175,8 @@ pub struct Model<B: Backend> {
     pub(crate) weights_fingerprint: u64,
     /// Fingerprint of the candidate projections loaded, `None` when there are none.
     pub(crate) candidates_fingerprint: Option<u64>,
+    /// FocusLLM chunks' raw caches found by their tokens (off until given a limit).
+    pub(crate) chunk_store: ChunkStore<B>,
 }
 
 fn layer_kv<'c, B: Backend>(seq: &'c SeqInput<'_, B>, layer: usize) -> &'c LayerKv<B> {
@@ -213,6 +218,20 @@ impl<B: Backend> Model<B> {
     /// ordinary projections).
     pub fn candidates_fingerprint(&self) -> Option<u64> {
         self.candidates_fingerprint
+    }
+
+    /// Sets the most bytes of the chunk cache: FocusLLM memory chunks' raw key/value caches kept
+    /// by their tokens, so that a chunk met again (the same document asked again, in a prompt or
+    /// through [`focus::Document::read`](crate::focus::Document::read)) is not computed again.
+    /// Least recently used chunks go first; 0 (the default) empties the cache and turns it off.
+    /// The bytes are host or device memory, wherever the backend keeps its caches.
+    pub fn set_chunk_cache_limit(&self, bytes: u64) {
+        self.chunk_store.set_limit(bytes);
+    }
+
+    /// What the chunk cache holds and has done.
+    pub fn chunk_cache_stats(&self) -> ChunkCacheStats {
+        self.chunk_store.stats()
     }
 
     /// The backend the model runs on.

@@ -1,6 +1,6 @@
 //! `focusllm bench`: prefill tokens/s at several lengths and decode tokens/s, for each CPU thread
 //! count (or the one GPU), with peak memory; optionally FocusLLM prefill rows for long inputs,
-//! and read-once rows for documents (read, save, load, first and second question, decoding per
+//! and read-once rows for documents (read, save, load, three questions each decoding in another
 //! mode). Prints a Markdown table of medians over `--runs` (the document rows run once).
 
 use std::time::Instant;
@@ -102,7 +102,7 @@ const QUESTIONS: [&str; 3] = [
 ];
 
 /// The chunk cache rows of one prompt length: the document and the first question with the
-/// cache empty, then the document and the second question, its chunks found in the cache.
+/// cache empty, then the document with each other question, its chunks found in the cache.
 fn chunk_cache_rows(llm: &Llm, name: &str, len: usize, focus: &FocusConfig) -> Result<(), CliError> {
     reset_peak_rss();
     llm.set_chunk_cache_limit(u64::MAX);

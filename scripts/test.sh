@@ -11,5 +11,10 @@ if [ -f scripts/install_nvrtc.sh ]; then
   export LD_LIBRARY_PATH="$nvrtc_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 cargo test --release --workspace "$@"
+# The CPU backend's tests again with its kernels capped at each lower level, so that the AVX2 and
+# portable builds stay checked end to end on a CPU that has AVX-512.
+for level in avx2 portable; do
+  FOCUSLLM_CPU_KERNEL=$level cargo test --release -p focusllm-cpu "$@"
+done
 # The CUDA backend's device tests once more, on the CPU emulator of the CUDA driver.
 bash scripts/test_cuda_emulated.sh

@@ -63,7 +63,8 @@ pub struct FocusArgs {
     pub read_margin: Option<usize>,
 
     /// Cached-local decoding only: chunks whose candidate is refreshed per generated token (those
-    /// the answer attends to most), or `all`.
+    /// the answer attends to most), or `all` [default with the adapter in `ask`, `chat` and
+    /// `serve`: 8].
     #[arg(long, value_name = "N|all", value_parser = parse_refresh)]
     pub refresh_chunks: Option<Refresh>,
 

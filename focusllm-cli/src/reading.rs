@@ -2,10 +2,11 @@
 //! read with plain attention or FocusLLM, and with which sizes.
 //!
 //! On the default model the built-in adapter is loaded and FocusLLM reads with the sizes it was
-//! trained with, in cached-local decoding, from [`DEFAULT_MODEL_SWITCH`] tokens on. Without an
-//! adapter (`--no-adapter`, or another model without `--adapter FILE`) FocusLLM reads by retrieval,
-//! which needs no training; on another model it takes over only past the model's window. Every
-//! FocusLLM flag given overrides the size it names; `--plain` turns FocusLLM off.
+//! trained with, in cached-local decoding refreshing [`DEFAULT_REFRESH_CHUNKS`] chunks per token,
+//! from [`DEFAULT_MODEL_SWITCH`] tokens on. Without an adapter (`--no-adapter`, or another model
+//! without `--adapter FILE`) FocusLLM reads by retrieval, which needs no training; on another model
+//! it takes over only past the model's window. Every FocusLLM flag given overrides the size it
+//! names; `--plain` turns FocusLLM off.
 
 use focusllm::{CancelToken, ChatMessage, DecodeMode, FocusConfig, GenerateOptions, Llm, ProgressCallback, Sampling};
 
@@ -13,7 +14,7 @@ use crate::error::CliError;
 use crate::focus_args::FocusArgs;
 use crate::model_args::ModelArgs;
 use crate::prompt;
-use crate::sizes::{adapter_sizes, retrieve_sizes, DEFAULT_MODEL_SWITCH};
+use crate::sizes::{adapter_sizes, retrieve_sizes, DEFAULT_MODEL_SWITCH, DEFAULT_REFRESH_CHUNKS};
 
 /// A loaded model with the policy `ask` reads documents by.
 pub struct Reader {
@@ -131,13 +132,14 @@ impl Reader {
     }
 }
 
-/// The FocusLLM configuration of the policy: the adapter's sizes and cached-local decoding with an
-/// adapter, else retrieval, with the flags over them and the switch point of the model.
+/// The FocusLLM configuration of the policy: the adapter's sizes and cached-local decoding
+/// refreshing [`DEFAULT_REFRESH_CHUNKS`] chunks per token with an adapter, else retrieval, with the
+/// flags over them and the switch point of the model.
 fn policy(llm: &Llm, adapter: bool, default_model: bool, flags: &FocusArgs) -> FocusConfig {
     let decode = flags.decode.unwrap_or(if adapter { DecodeMode::CachedLocal } else { DecodeMode::Retrieve });
     let base = match (decode, adapter) {
         (DecodeMode::Retrieve, _) => retrieve_sizes(),
-        (_, true) => adapter_sizes(),
+        (_, true) => FocusConfig { refresh_chunks: Some(DEFAULT_REFRESH_CHUNKS), ..adapter_sizes() },
         (_, false) => FocusConfig::default(),
     };
     let config = flags.over(FocusConfig { decode, ..base }, prompt::header_len(llm));

@@ -28,6 +28,11 @@ pub fn retrieve_sizes() -> FocusConfig {
 /// measured on the evaluation suite.
 pub const DEFAULT_MODEL_SWITCH: usize = 4096;
 
+/// Chunks whose candidates cached-local decoding refreshes per token when `ask`, `chat` and
+/// `serve` read with the adapter (`--refresh-chunks`): decoding then costs the same at every
+/// length, with the accuracy of refreshing every chunk on the evaluation suite (docs/evaluation.md).
+pub const DEFAULT_REFRESH_CHUNKS: usize = 8;
+
 /// The chunk cache's default size in MiB for `serve` and `chat`: about 85 chunks of 512 tokens of
 /// the default model, a 44K-token document.
 pub const DEFAULT_CHUNK_CACHE_MIB: u64 = 2048;

@@ -156,6 +156,18 @@ fn ask_saves_a_document_memory_and_answers_over_it_later() {
     assert!(!expected.is_empty());
     assert_eq!(stdout_of(&loaded), format!("{expected}\n"));
 
+    // The decoding flags apply over a loaded memory: refreshing one chunk per token answers as the
+    // library does when it reads the same document with that setting.
+    let one = focusllm()
+        .args(["ask", "--memory", &memory, "--max-tokens", "4", "--refresh-chunks", "1"])
+        .args(model_flags())
+        .arg(QUESTION)
+        .output()
+        .unwrap();
+    assert!(one.status.success(), "stderr: {}", stderr_of(&one));
+    let focus_one = FocusArgs { refresh_chunks: Some(focusllm_cli::focus_args::Refresh(Some(1))), ..focus.clone() };
+    assert_eq!(stdout_of(&one), format!("{}\n", library_document_answer(&focus_one, &document, QUESTION, 4)));
+
     // A memory saved by another model is refused in one line naming what differs.
     let qwen =
         focusllm::Llm::load(focusllm_testdata::fixture_dir("tiny-qwen2"), Device::Cpu { threads: Some(1) }).unwrap();

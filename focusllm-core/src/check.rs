@@ -103,7 +103,7 @@ impl<'a, B: Backend> Checked<'a, B> {
         let (rows, cols) = self.0.dims(x);
         let (table_rows, table_cols) = self.0.dims(table);
         ensure(positions.len() == rows, "rope", || format!("{} positions for {rows} rows", positions.len()))?;
-        ensure(head_dim > 0 && head_dim % 2 == 0 && cols % head_dim == 0, "rope", || {
+        ensure(head_dim > 0 && head_dim.is_multiple_of(2) && cols % head_dim == 0, "rope", || {
             format!("width {cols} with head_dim {head_dim}")
         })?;
         ensure(table_cols == head_dim, "rope", || format!("table of width {table_cols} for head_dim {head_dim}"))?;

@@ -173,7 +173,7 @@ impl ModelConfig {
                 return Err(invalid(key, &v, "must be positive"));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(invalid("num_key_value_heads", &self.num_kv_heads, "must divide num_attention_heads"));
         }
         // Every weight matrix's size in f32 bytes must be a number: a fuzzed file with billions of
@@ -206,7 +206,7 @@ impl ModelConfig {
         if self.head_dim > MAX_HEAD_DIM {
             return Err(invalid("head_dim", &self.head_dim, "wider than any model's heads (at most 4096)"));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(invalid("head_dim", &self.head_dim, "rotary embedding needs an even width"));
         }
         if !self.rope_theta.is_finite() || self.rope_theta <= 0.0 {

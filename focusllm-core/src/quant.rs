@@ -47,7 +47,7 @@ impl DType {
     /// Bytes that `elements` elements take, or `None` when they do not fill whole blocks.
     pub fn bytes_for(self, elements: usize) -> Option<usize> {
         let (block_elems, block_bytes) = self.block();
-        (elements % block_elems == 0).then(|| elements / block_elems).and_then(|b| b.checked_mul(block_bytes))
+        elements.is_multiple_of(block_elems).then(|| elements / block_elems).and_then(|b| b.checked_mul(block_bytes))
     }
 }
 

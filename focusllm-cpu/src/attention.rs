@@ -9,6 +9,7 @@ use focusllm_core::{AttentionSeq, HeadLayout, KeyValues};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::attention_rows;
 use crate::softmax::softmax;
 use crate::tensor::CpuTensor;
 
@@ -33,7 +34,10 @@ impl OutPtr {
 
 struct Task {
     seq: usize,
+    /// The first query head.
     head: usize,
+    /// Query heads from `head` on: one, or (for a few rows) every head of a key head's group.
+    heads: usize,
     /// Query rows `start..end` within the sequence.
     start: usize,
     end: usize,
@@ -53,11 +57,16 @@ pub(crate) fn attention(
     let mut out = vec![0.0f32; q.rows * q.cols];
     let out_ptr = OutPtr(out.as_mut_ptr());
 
+    // A sequence of a few rows runs one task per key head (its keys and values read once for the
+    // whole group) when that still gives every thread several tasks; otherwise one per head.
+    let few = |seq: &AttentionSeq| seq.q_len <= attention_rows::MAX_ROWS;
+    let grouped = seqs.iter().all(few) && seqs.len() * h.num_kv_heads >= 2 * rayon::current_num_threads();
+    let per = if grouped { group } else { 1 };
     let mut tasks = Vec::new();
     for (s, seq) in seqs.iter().enumerate() {
-        for head in 0..nh {
+        for head in (0..nh).step_by(per) {
             for start in (0..seq.q_len).step_by(BLOCK) {
-                tasks.push(Task { seq: s, head, start, end: (start + BLOCK).min(seq.q_len) });
+                tasks.push(Task { seq: s, head, heads: per, start, end: (start + BLOCK).min(seq.q_len) });
             }
         }
     }
@@ -67,13 +76,37 @@ pub(crate) fn attention(
         let offset = seq.kv_len - seq.q_len; // query row i sits at key position offset + i
         let keys = offset + t.end; // keys visible to the block's last row
         let kv_col = (t.head / group) * hd;
+        let q_at = (seq.q_start + t.start) * q_stride + t.head * hd;
+        if rows <= attention_rows::MAX_ROWS {
+            let kv_at = seq.kv_start * kv_stride + kv_col;
+            let (k, v) = (&k.data[kv_at..], &v.data[kv_at..]);
+            let ops = attention_rows::Rows {
+                q: &q.data[q_at..],
+                q_stride,
+                heads: t.heads,
+                k,
+                v,
+                kv_stride,
+                head_dim: hd,
+                rows,
+                offset: offset + t.start,
+                scale,
+            };
+            attention_rows::attend(&ops, buffer, |i, head, row| {
+                let at = q_at + i * q_stride + head * hd;
+                // SAFETY: this task alone writes rows start..end of this sequence, columns of its
+                // heads, all inside the output (the sequence's rows lie within it, checked by core).
+                unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), out_ptr.get().add(at), hd) };
+            });
+            return;
+        }
         // The buffer only grows: the product overwrites every score it keeps (it does not read
         // them), and the masked tail of each row is zeroed below, so refilling it is not needed.
         if buffer.len() < rows * keys {
             buffer.resize(rows * keys, 0.0);
         }
         let scores = &mut buffer[..rows * keys];
-        let q_base = q.data[(seq.q_start + t.start) * q_stride + t.head * hd..].as_ptr();
+        let q_base = q.data[q_at..].as_ptr();
         let k_base = k.data[seq.kv_start * kv_stride + kv_col..].as_ptr();
         let v_base = v.data[seq.kv_start * kv_stride + kv_col..].as_ptr();
         // SAFETY: all strides stay inside the queries and this sequence's keys/values (the contract's
@@ -111,7 +144,7 @@ pub(crate) fn attention(
         }
         // SAFETY: the offset is inside the output: the sequence's query rows start..end lie within
         // its rows (checked by core), and the head's columns within `q_stride`.
-        let dst = unsafe { out_ptr.get().add((seq.q_start + t.start) * q_stride + t.head * hd) };
+        let dst = unsafe { out_ptr.get().add(q_at) };
         // SAFETY: this task alone writes rows start..end of this sequence, columns of this head.
         unsafe {
             gemm::gemm(

@@ -36,13 +36,13 @@ impl RowDot for HalfProduct<'_> {
         assert!(xs.iter().all(|x| x.len() == w.len()), "kernel operands out of range");
         match (self.kernel, self.w.dtype) {
             (Kernel::Portable, dtype) => portable::dot(dtype, w, xs),
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked in `Kernel::detect`), and every
-            // activation row is as long as the weight row (checked above).
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked in `Kernel::detect`, at both levels),
+            // and every activation row is as long as the weight row (checked above).
             #[cfg(target_arch = "x86_64")]
-            (Kernel::Avx2, DType::F16) => unsafe { avx2::dot::<R, false>(w, xs) },
+            (Kernel::Avx2 | Kernel::Avx512, DType::F16) => unsafe { avx2::dot::<R, false>(w, xs) },
             // SAFETY: as above. (A `HalfMatrix` holds only F16 and BF16.)
             #[cfg(target_arch = "x86_64")]
-            (Kernel::Avx2, _) => unsafe { avx2::dot::<R, true>(w, xs) },
+            (Kernel::Avx2 | Kernel::Avx512, _) => unsafe { avx2::dot::<R, true>(w, xs) },
         }
     }
 }
@@ -54,10 +54,10 @@ pub(crate) fn widen(kernel: Kernel, dtype: DType, src: &[u16], out: &mut [f32]) 
         (Kernel::Portable, dtype) => portable::widen(dtype, src, out),
         // SAFETY: the CPU has AVX2 and F16C (checked in `Kernel::detect`); lengths checked above.
         #[cfg(target_arch = "x86_64")]
-        (Kernel::Avx2, DType::F16) => unsafe { avx2::widen::<false>(src, out) },
+        (Kernel::Avx2 | Kernel::Avx512, DType::F16) => unsafe { avx2::widen::<false>(src, out) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        (Kernel::Avx2, _) => unsafe { avx2::widen::<true>(src, out) },
+        (Kernel::Avx2 | Kernel::Avx512, _) => unsafe { avx2::widen::<true>(src, out) },
     }
 }
 

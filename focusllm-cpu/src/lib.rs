@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod attention;
+mod attention_rows;
 mod direct;
 mod elementwise;
 mod half_matrix;
@@ -24,6 +25,7 @@ use focusllm_core::{
     grown_capacity, AttentionSeq, Backend, Error, HeadLayout, HostTensor, KeyValues, Result, RowSlice,
 };
 
+pub use direct::KERNEL_VARIABLE;
 pub use half_matrix::HalfMatrix;
 pub use quantized::QuantMatrix;
 pub use tensor::CpuTensor;
@@ -63,6 +65,14 @@ impl CpuBackend {
     pub fn new(options: CpuOptions) -> Result<Self> {
         if options.threads == Some(0) {
             return Err(Error::InvalidOption { name: "threads", value: "0".into(), reason: "must be at least 1" });
+        }
+        if let Ok(level) = std::env::var(direct::KERNEL_VARIABLE) {
+            if let Err(levels) = direct::Kernel::parse(&level) {
+                return Err(err(format!(
+                    "{}={level:?} names no kernel level; expected {levels}",
+                    direct::KERNEL_VARIABLE
+                )));
+            }
         }
         let mut builder = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("focusllm-cpu-{i}"));
         if let Some(n) = options.threads {

@@ -13,7 +13,7 @@ use crate::{halfdot, qdot};
 /// Activation rows up to which a product reads the stored weights directly; above it, the
 /// widen-then-`gemm` path is faster (the widening is shared by more rows); chosen by benchmarking
 /// both paths on the default model's shapes.
-pub(crate) const DIRECT_MAX_ROWS: usize = 16;
+pub(crate) const DIRECT_MAX_ROWS: usize = 24;
 
 /// f32 values in one dequantised panel of weight rows (4 MiB).
 const PANEL_VALUES: usize = 1 << 20;

@@ -74,6 +74,15 @@ fn dot<const R: usize>(kernel: Kernel, w: &QuantMatrix, j: usize, xs: [&[f32]; R
         // SAFETY: as above. (A `QuantMatrix` holds only the three block types.)
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx2, _) => unsafe { avx2::dot::<R, { avx2::Q4_1 }>(w, j, xs, sums) },
+        // SAFETY: the CPU has AVX-512 F (checked in `Kernel::detect`); operands checked above.
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx512, DType::Q8_0) => unsafe { avx512::dot::<R, { avx2::Q8_0 }>(w, j, xs, sums) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx512, DType::Q4_0) => unsafe { avx512::dot::<R, { avx2::Q4_0 }>(w, j, xs, sums) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx512, _) => unsafe { avx512::dot::<R, { avx2::Q4_1 }>(w, j, xs, sums) },
     }
 }
 
@@ -173,6 +182,70 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::avx2::{Q4_0, Q4_1, Q8_0};
+    use super::*;
+
+    /// The 32 quants of the block at `q` as f32 integers, sixteen elements per vector, in order.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn unpack<const T: u8>(q: *const u8) -> [__m512; 2] {
+        let bytes = |i: usize| _mm_loadu_si128(q.add(i) as *const __m128i);
+        if T == Q8_0 {
+            let f = |i| _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes(i)));
+            return [f(0), f(16)];
+        }
+        // Byte i holds element i in its low nibble and element i + 16 in its high one.
+        let v = _mm512_cvtepu8_epi32(bytes(0));
+        let mut n = [_mm512_and_si512(v, _mm512_set1_epi32(0x0F)), _mm512_srli_epi32::<4>(v)];
+        if T == Q4_0 {
+            for v in &mut n {
+                *v = _mm512_sub_epi32(*v, _mm512_set1_epi32(8));
+            }
+        }
+        n.map(|v| _mm512_cvtepi32_ps(v))
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512 F; otherwise as [`super::avx2::dot`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dot<const R: usize, const T: u8>(
+        w: &QuantMatrix,
+        j: usize,
+        xs: [&[f32]; R],
+        sums: [&[f32]; R],
+    ) -> [f32; R] {
+        let (bpr, qb) = (w.blocks_per_row(), w.quant_bytes());
+        let quants = w.quants.as_ptr().add(j * bpr * qb);
+        let scales = w.scales.as_ptr().add(j * bpr);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..bpr {
+            let [w0, w1] = unpack::<T>(quants.add(b * qb));
+            let d = _mm512_set1_ps(*scales.add(b));
+            for r in 0..R {
+                let x = xs[r].as_ptr().add(b * BLOCK);
+                let t = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x.add(16)), _mm512_mul_ps(w0, _mm512_loadu_ps(x)));
+                acc[r] = _mm512_fmadd_ps(d, t, acc[r]);
+            }
+        }
+        if T == Q4_1 {
+            // The minimum term, `sum_b m_b * sums[r][b]`, sixteen blocks a step (the last step
+            // masked), into the same accumulators.
+            let mins = w.mins.as_ptr().add(j * bpr);
+            for b in (0..bpr).step_by(16) {
+                let mask: __mmask16 = if bpr - b >= 16 { !0 } else { (1u16 << (bpr - b)) - 1 };
+                let m = _mm512_maskz_loadu_ps(mask, mins.add(b));
+                for r in 0..R {
+                    acc[r] = _mm512_fmadd_ps(m, _mm512_maskz_loadu_ps(mask, sums[r].as_ptr().add(b)), acc[r]);
+                }
+            }
+        }
+        acc.map(|a| _mm512_reduce_add_ps(a))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use focusllm_core::HostTensor;
@@ -185,8 +258,9 @@ mod tests {
     /// the dequantised matrix within f32 rounding.
     #[test]
     fn products_match_the_dequantised_matrix() {
-        let (n, k) = (37, 160);
-        for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+        // Rows of 5 and of 18 blocks: the AVX-512 build sums the minima sixteen blocks a step.
+        let types = [DType::Q8_0, DType::Q4_0, DType::Q4_1];
+        for ((n, k), dtype) in [(37, 160), (9, 576)].into_iter().flat_map(|s| types.map(|d| (s, d))) {
             let t =
                 HostTensor { name: "w".into(), dtype, shape: vec![n, k], bytes: random_blocks(dtype, n, k, 11).into() };
             let w = QuantMatrix::from_host(&t).unwrap();

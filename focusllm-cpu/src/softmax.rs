@@ -19,9 +19,9 @@ pub(crate) fn softmax(row: &mut [f32]) {
 fn softmax_with(kernel: Kernel, row: &mut [f32]) {
     match kernel {
         Kernel::Portable => softmax_body::<false>(row),
-        // SAFETY: the CPU has AVX2 and FMA (checked in `Kernel::detect`).
+        // SAFETY: the CPU has AVX2 and FMA (checked in `Kernel::detect`; AVX-512 implies them there).
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { softmax_avx2(row) },
+        Kernel::Avx2 | Kernel::Avx512 => unsafe { softmax_avx2(row) },
     }
 }
 

@@ -563,6 +563,8 @@ pub fn attention<B: Backend>(b: &B, _: Storage) {
         (vec![(20, 50)], 0, hl(2, 1, 256), 1.0),
         (vec![(3, 9), (17, 17)], 2, hl(4, 4, 80), 1.0),
         (vec![(300, 300); 8], 0, hl(9, 3, 64), 1.0),
+        // Several sequences of a few rows over pasts, GQA 3:1 (decoding a batch of chunks).
+        (vec![(2, 40), (1, 9), (3, 77), (2, 2)], 1, hl(6, 2, 64), 1.0),
     ];
     let mut worst = 0.0f32;
     for (shapes, gap, h, scale) in cases {

@@ -303,7 +303,7 @@ fn write_padded(queue: &wgpu::Queue, buffer: &wgpu::Buffer, bytes: &[u8]) {
     if bytes.is_empty() {
         return;
     }
-    if bytes.len() % 4 == 0 {
+    if bytes.len().is_multiple_of(4) {
         queue.write_buffer(buffer, 0, bytes);
     } else {
         let mut padded = bytes.to_vec();

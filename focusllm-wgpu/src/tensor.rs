@@ -173,7 +173,7 @@ fn convert<'a>(t: &'a HostTensor<'_>, to: WeightType) -> Converted<'a> {
 /// blocks (GGUF's always are); other matrices f16 where the context keeps f16, else f32; vectors
 /// f32.
 fn stored_type(ctx: &Context, t: &HostTensor<'_>, matrix: bool, cols: usize) -> WeightType {
-    let whole_blocks = cols > 0 && cols % focusllm_core::quant::BLOCK == 0;
+    let whole_blocks = cols > 0 && cols.is_multiple_of(focusllm_core::quant::BLOCK);
     match t.dtype {
         DType::Q8_0 if matrix && whole_blocks => WeightType::Q8_0,
         DType::Q4_0 if matrix && whole_blocks => WeightType::Q4_0,

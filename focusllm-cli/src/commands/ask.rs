@@ -37,7 +37,8 @@ pub struct AskArgs {
     #[arg(long, value_name = "f32|f16", default_value = "f32", value_parser = parse_dtype, requires = "save_memory")]
     pub memory_dtype: CacheDtype,
     /// Load a document memory saved by `--save-memory` (on the same model and adapter) instead of
-    /// reading `--file`; it keeps the FocusLLM sizes it was read with.
+    /// reading `--file`; it keeps the FocusLLM sizes it was read with (`--decode` and
+    /// `--refresh-chunks` apply).
     #[arg(long, value_name = "FILE")]
     pub memory: Option<PathBuf>,
     /// The question (several words are joined with spaces).
@@ -66,7 +67,7 @@ pub fn run(args: AskArgs) -> Result<(), CliError> {
     let sampling = args.sampling.sampling()?;
     if let Some(memory) = &args.memory {
         let reader = Reader::load(&args.model, &args.focus)?;
-        return ask_memory(&reader, memory, &question, args.max_tokens, sampling);
+        return ask_memory(&reader, &args.focus, memory, &question, args.max_tokens, sampling);
     }
     let file = args.file.as_ref().ok_or_else(|| CliError::Usage("give --file or --memory".into()))?;
     let document = std::fs::read_to_string(file).map_err(|source| CliError::Read { path: file.clone(), source })?;
@@ -128,15 +129,21 @@ fn read_and_save(
     ask(&read, question, max_tokens, sampling)
 }
 
-/// Loads the document memory saved at `path` and answers `question` over it.
+/// Loads the document memory saved at `path` and answers `question` over it, decoding as
+/// `--decode` and `--refresh-chunks` say where given (the sizes stay those it was read with).
 fn ask_memory(
     reader: &Reader,
+    flags: &FocusArgs,
     path: &Path,
     question: &str,
     max_tokens: usize,
     sampling: Sampling,
 ) -> Result<(), CliError> {
-    let document = reader.llm().load_document(path)?;
+    let mut document = reader.llm().load_document(path)?;
+    if flags.decode.is_some() || flags.refresh_chunks.is_some() {
+        let wanted = flags.over(document.focus().clone(), 0);
+        document.set_decoding(wanted.decode, wanted.refresh_chunks)?;
+    }
     eprintln!("{} (loaded from {})", describe_memory(&document), path.display());
     ask(&document, question, max_tokens, sampling)
 }

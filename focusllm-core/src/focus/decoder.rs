@@ -378,7 +378,10 @@ impl<B: Backend> Decoder for FocusDecoder<'_, B> {
                     lag.done[d] = lag.history.len();
                     slot[d] = Some(i);
                 }
-                let fresh = refresh_candidates(model, work, batch, &self.control)?;
+                // A few chosen chunks run in one forward: each brings a couple of rows, so one pass
+                // over the weights serves them all.
+                let together = if self.config.refresh_chunks.is_some() { batch.max(work.len()) } else { batch };
+                let fresh = refresh_candidates(model, work, together, &self.control)?;
                 lag.history.push(token);
                 // Every chunk taking a refreshed distinct chunk's candidate gets it in the local cache.
                 let (rows, parts): (Vec<usize>, Vec<&KvCache<B>>) = of

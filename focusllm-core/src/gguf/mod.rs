@@ -199,7 +199,7 @@ impl GgufFile {
 /// Hugging Face row `j * half + i`.
 fn unpermute_rows<T: Copy + Default>(data: &[T], rows: usize, heads: usize) -> Option<Vec<T>> {
     let group = heads.checked_mul(2)?;
-    if heads == 0 || rows == 0 || rows % group != 0 || data.len() % rows != 0 {
+    if heads == 0 || rows == 0 || !rows.is_multiple_of(group) || !data.len().is_multiple_of(rows) {
         return None;
     }
     let row_len = data.len() / rows;

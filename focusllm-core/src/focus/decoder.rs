@@ -367,7 +367,8 @@ impl<B: Backend> Decoder for FocusDecoder<'_, B> {
                 Ok(local_forward(model, candidates, local_tokens, self.prefix_len, order, false)?.logits)
             }
             State::CachedLocal { chunk_caches, of, local, candidates_at, lag, mass } => {
-                let chosen = chosen_chunks(mass.as_deref(), of, chunk_caches.len(), self.config.refresh_chunks);
+                let distinct = chunk_caches.len();
+                let chosen = chosen_chunks(mass.as_deref(), of, distinct, self.config.refresh_chunks);
                 // Each chosen chunk runs the tokens it missed, then the new one as its candidate.
                 let mut slot = vec![None; chunk_caches.len()];
                 let mut work = Vec::with_capacity(chosen.len());
@@ -378,9 +379,10 @@ impl<B: Backend> Decoder for FocusDecoder<'_, B> {
                     lag.done[d] = lag.history.len();
                     slot[d] = Some(i);
                 }
-                // A few chosen chunks run in one forward: each brings a couple of rows, so one pass
-                // over the weights serves them all.
-                let together = if self.config.refresh_chunks.is_some() { batch.max(work.len()) } else { batch };
+                // When only some chunks are chosen they run in one forward: each brings a couple of
+                // rows, so one pass over the weights serves them all. (All of them keep the
+                // batches of refreshing every chunk, which they then are, to the last bit.)
+                let together = if chosen.len() < distinct { batch.max(work.len()) } else { batch };
                 let fresh = refresh_candidates(model, work, together, &self.control)?;
                 lag.history.push(token);
                 // Every chunk taking a refreshed distinct chunk's candidate gets it in the local cache.

@@ -1,7 +1,8 @@
-//! Attention of a few query rows of one head (decoding, and the refreshes of cached chunks):
-//! dot products and weighted sums straight over the strided keys and values, where a `gemm` call's
-//! set-up costs more than its arithmetic. Built for the baseline and for AVX2+FMA, chosen at run
-//! time like the product kernels ([`Kernel::detect`]).
+//! Attention of a few query rows (decoding, and the refreshes of cached chunks), for one or more
+//! query heads sharing a key head: dot products and weighted sums straight over the strided keys
+//! and values, where a `gemm` call's set-up costs more than its arithmetic. Built for the
+//! baseline, AVX2+FMA and AVX-512 F, chosen at run time like the product kernels
+//! ([`Kernel::detect`]).
 
 use crate::direct::Kernel;
 use crate::softmax::softmax;

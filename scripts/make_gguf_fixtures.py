@@ -8,6 +8,19 @@ tests/fixtures/gguf/types.gguf
     `gguf.quants.dequantize` gives for the stored bytes: the reference the Rust dequantiser must
     reproduce bit for bit.
 
+tests/fixtures/gguf/blocks.gguf
+    The same for the block types added later (Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
+    IQ4_XS), of shape [rows=4, cols=512] (whole 256-element blocks): quantised by
+    `gguf.quants.quantize` where it implements the type (Q5_0, Q5_1), otherwise random blocks
+    (every quant bit pattern, finite f16 scales); blocks_expected.safetensors holds what
+    `gguf.quants.dequantize` gives for them.
+
+tests/fixtures/gguf/tiny-llama3.gguf
+    The tiny random LLaMA of tests/fixtures/tiny-llama (llama3 RoPE scaling, f32 weights) written
+    as llama.cpp's converter writes a Llama 3.x checkpoint: the scaling as the tensor
+    `rope_freqs.weight` of per-frequency divisors and no scaling keys; loading it must give the
+    HF model's logits.
+
 tests/fixtures/gguf/tiny-mistral.gguf
     The tiny random Mistral-style model of tests/fixtures/tiny-mistral (made by
     make_tiny_fixtures.py: GQA, head_dim 16 != hidden/heads, linear RoPE scaling, untied head, f16
@@ -29,6 +42,7 @@ Needs: numpy, gguf, safetensors, transformers (for the SentencePiece expectation
 """
 import argparse
 import json
+import math
 import os
 
 import numpy as np
@@ -68,6 +82,48 @@ def write_types(out):
     save_file(expected, os.path.join(out, "types_expected.safetensors"))
 
 
+BLOCK_TYPES = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"]
+
+# Byte offsets of the f16 fields (scales, minimums) of one block of each type.
+F16_FIELDS = {
+    "Q5_0": [0], "Q5_1": [0, 2], "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2],
+    "Q6_K": [208], "IQ4_NL": [0], "IQ4_XS": [0],
+}
+
+
+def random_blocks(rng, qtype, name, rows, cols):
+    """Random bytes of whole blocks with finite f16 scales (small, so values stay moderate)."""
+    from gguf import GGML_QUANT_SIZES
+    block, size = GGML_QUANT_SIZES[qtype]
+    n = rows * cols // block
+    raw = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
+    for k, at in enumerate(F16_FIELDS[name]):
+        v = rng.uniform(0.001, 0.05, size=n) if k == 0 else rng.uniform(-0.1, 0.1, size=n)
+        raw[:, at:at + 2] = v.astype(np.float16).view(np.uint8).reshape(n, 2)
+    return raw.reshape(rows, cols // block * size)
+
+
+def write_blocks(out):
+    rng = np.random.default_rng(5678)
+    writer = GGUFWriter(os.path.join(out, "blocks.gguf"), "llama")
+    expected = {}
+    rows, cols = 4, 512
+    for name in BLOCK_TYPES:
+        qtype = GGMLQuantizationType[name]
+        data = (rng.standard_normal((rows, cols)) * 2.0).astype(np.float32)
+        try:
+            raw = quantize(data, qtype)
+        except NotImplementedError:
+            raw = random_blocks(rng, qtype, name, rows, cols)
+        expected[f"t.{name}"] = np.ascontiguousarray(dequantize(raw, qtype).astype(np.float32).reshape(rows, cols))
+        writer.add_tensor(f"t.{name}", raw, raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    save_file(expected, os.path.join(out, "blocks_expected.safetensors"))
+
+
 def permute(w, n_head, n_head_kv):
     """llama.cpp's convert_hf_to_gguf.py LlamaModel.permute."""
     if n_head_kv is not None and n_head != n_head_kv:
@@ -75,16 +131,46 @@ def permute(w, n_head, n_head_kv):
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def llama3_frequency_factors(config):
+    """The per-frequency RoPE divisors a Llama 3.x GGUF carries as `rope_freqs.weight`, from the
+    checkpoint's llama3 rope scaling: 1 for short wavelengths, `factor` for long ones, and between
+    them the inverse of transformers' interpolation weight."""
+    scaling = config["rope_scaling"]
+    dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    inv_freq = 1.0 / (config["rope_theta"] ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old = scaling["original_max_position_embeddings"]
+    out = []
+    for f in inv_freq:
+        wavelen = 2 * math.pi / f
+        if wavelen < old / high:
+            out.append(1.0)
+        elif wavelen > old / low:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
 def write_tiny_mistral(out):
-    src = os.path.join(ROOT, "tests", "fixtures", "tiny-mistral")
+    write_tiny(out, "tiny-mistral", half=True)
+
+
+def write_tiny_llama3(out):
+    write_tiny(out, "tiny-llama", half=False, file_name="tiny-llama3.gguf")
+
+
+def write_tiny(out, fixture, half, file_name=None):
+    src = os.path.join(ROOT, "tests", "fixtures", fixture)
     config = json.load(open(os.path.join(src, "config.json")))
     tok = json.load(open(os.path.join(src, "tokenizer.json")))
     weights = load_file(os.path.join(src, "model.safetensors"))
     n_head, n_kv = config["num_attention_heads"], config["num_key_value_heads"]
-    rope = config["rope_parameters"]
+    rope = config.get("rope_parameters") or {"rope_theta": config["rope_theta"], **config["rope_scaling"]}
 
-    writer = GGUFWriter(os.path.join(out, "tiny-mistral.gguf"), "llama")
-    writer.add_name("tiny-mistral")
+    writer = GGUFWriter(os.path.join(out, file_name or f"{fixture}.gguf"), "llama")
+    writer.add_name(fixture)
     writer.add_context_length(config["max_position_embeddings"])
     writer.add_embedding_length(config["hidden_size"])
     writer.add_feed_forward_length(config["intermediate_size"])
@@ -95,8 +181,9 @@ def write_tiny_mistral(out):
     writer.add_value_length(config["head_dim"])
     writer.add_rope_dimension_count(config["head_dim"])
     writer.add_rope_freq_base(rope["rope_theta"])
-    writer.add_rope_scaling_type(__import__("gguf").RopeScalingType.LINEAR)
-    writer.add_rope_scaling_factor(rope["factor"])
+    if rope["rope_type"] == "linear":
+        writer.add_rope_scaling_type(__import__("gguf").RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(rope["factor"])
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     writer.add_vocab_size(config["vocab_size"])
 
@@ -142,25 +229,27 @@ def write_tiny_mistral(out):
             w = permute(w, n_head, n_head)
         elif hf.endswith("k_proj.weight"):
             w = permute(w, n_head, n_kv)
-        w = w.astype(np.float32) if w.ndim == 1 else w.astype(np.float16)
+        w = w.astype(np.float32) if w.ndim == 1 or not half else w.astype(np.float16)
         writer.add_tensor(name, np.ascontiguousarray(w))
+    if rope["rope_type"] == "llama3":
+        # As llama.cpp's converter writes Llama 3.x: the scaling as a tensor, no scaling keys.
+        writer.add_tensor("rope_freqs.weight", llama3_frequency_factors(config))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
 
 
-def write_fuzz_seed(path):
-    """A complete but minimal llama GGUF (one layer, 8 tokens, every supported tensor type), the
-    seed of the cargo-fuzz target in fuzz/."""
-    rng = np.random.default_rng(7)
+def small_llama_writer(path, width, heads, kv_heads):
+    """A GGUF writer with the metadata of a one-layer llama of `width` (also the MLP's) and an
+    8-token byte-level vocabulary, for the fuzz seeds."""
     writer = GGUFWriter(path, "llama")
     writer.add_context_length(64)
-    writer.add_embedding_length(32)
-    writer.add_feed_forward_length(32)
+    writer.add_embedding_length(width)
+    writer.add_feed_forward_length(width)
     writer.add_block_count(1)
-    writer.add_head_count(2)
-    writer.add_head_count_kv(1)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_rope_freq_base(10000.0)
     tokens = ["<s>", "</s>", "a", "b", "ab", "\u0120", "\u0120a", "c"]
@@ -173,6 +262,14 @@ def write_fuzz_seed(path):
     writer.add_eos_token_id(1)
     writer.add_add_bos_token(True)
     writer.add_chat_template(CHAT_TEMPLATE)
+    return writer
+
+
+def write_fuzz_seed(path):
+    """A complete but minimal llama GGUF (one layer, 8 tokens, every supported tensor type), the
+    seed of the cargo-fuzz target in fuzz/."""
+    rng = np.random.default_rng(7)
+    writer = small_llama_writer(path, 32, 2, 1)
     def rand(*shape):
         return rng.standard_normal(shape).astype(np.float32)
     def q(name, data, qtype):
@@ -189,6 +286,35 @@ def write_fuzz_seed(path):
     q("blk.0.ffn_gate.weight", rand(32, 32), T.Q8_0)
     q("blk.0.ffn_up.weight", rand(32, 32), T.Q4_0)
     q("blk.0.ffn_down.weight", rand(32, 32), T.Q4_1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def write_fuzz_seed_blocks(path):
+    """A minimal llama GGUF as write_fuzz_seed's, 256 wide so that every 256-element block type
+    fits, with one tensor of each block type added later: a second seed of the GGUF target."""
+    rng = np.random.default_rng(8)
+    writer = small_llama_writer(path, 256, 4, 2)
+    T = GGMLQuantizationType
+
+    def blocks(name, rows, cols, qtype):
+        raw = random_blocks(rng, qtype, qtype.name, rows, cols)
+        writer.add_tensor(name, raw, raw_dtype=qtype)
+
+    blocks("token_embd.weight", 8, 256, T.IQ4_XS)
+    blocks("output.weight", 8, 256, T.Q3_K)
+    writer.add_tensor("output_norm.weight", rng.standard_normal(256).astype(np.float32))
+    writer.add_tensor("blk.0.attn_norm.weight", rng.standard_normal(256).astype(np.float32))
+    writer.add_tensor("blk.0.ffn_norm.weight", rng.standard_normal(256).astype(np.float32))
+    blocks("blk.0.attn_q.weight", 256, 256, T.Q5_0)
+    blocks("blk.0.attn_k.weight", 128, 256, T.Q5_1)
+    blocks("blk.0.attn_v.weight", 128, 256, T.Q2_K)
+    blocks("blk.0.attn_output.weight", 256, 256, T.IQ4_NL)
+    blocks("blk.0.ffn_gate.weight", 256, 256, T.Q4_K)
+    blocks("blk.0.ffn_up.weight", 256, 256, T.Q5_K)
+    blocks("blk.0.ffn_down.weight", 256, 256, T.Q6_K)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -241,11 +367,14 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     write_types(args.out)
+    write_blocks(args.out)
     write_tiny_mistral(args.out)
-    write_spm_vocab(args.out)
+    write_tiny_llama3(args.out)
     seeds = os.path.join(ROOT, "fuzz", "seeds", "gguf_parse")
     os.makedirs(seeds, exist_ok=True)
     write_fuzz_seed(os.path.join(seeds, "tiny-llama.gguf"))
+    write_fuzz_seed_blocks(os.path.join(seeds, "tiny-llama-blocks.gguf"))
+    write_spm_vocab(args.out)
     for f in sorted(os.listdir(args.out)):
         print(f, os.path.getsize(os.path.join(args.out, f)))
 

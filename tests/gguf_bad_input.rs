@@ -255,18 +255,25 @@ fn absurd_counts_are_rejected_before_allocating() {
 
 #[test]
 fn unsupported_tensor_type() {
-    // A type ggml defines but this crate does not dequantise (Q4_K: 256 elements in 144 bytes).
+    // A type ggml defines but this crate does not dequantise (IQ2_XXS: 256 elements in 66 bytes);
+    // the message names it and lists what is supported.
     let mut parts = tiny();
     let t = parts.tensor_mut("blk.0.ffn_up.weight");
     assert_eq!(t.1, vec![32, 64]);
     t.1 = vec![256, 8];
-    t.2 = 12;
-    t.3 = vec![0u8; 8 * 144];
+    t.2 = 16;
+    t.3 = vec![0u8; 8 * 66];
     let file = parts.open().unwrap();
     match file.tensor("model.layers.0.mlp.up_proj.weight") {
-        Err(Error::GgufUnsupportedTensorType { tensor, ggml_type, .. }) => {
+        Err(e @ Error::GgufUnsupportedTensorType { .. }) => {
+            let message = e.to_string();
+            let Error::GgufUnsupportedTensorType { tensor, ggml_type, .. } = e else { unreachable!() };
             assert_eq!(tensor, "blk.0.ffn_up.weight");
-            assert_eq!(ggml_type, "Q4_K");
+            assert_eq!(ggml_type, "IQ2_XXS");
+            assert!(
+                message.contains("IQ2_XXS") && message.contains("supported: F32,") && message.contains("Q4_K"),
+                "{message}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -19,29 +19,49 @@ fn gguf_fixture(name: &str) -> PathBuf {
     fixture_dir("gguf").join(name)
 }
 
-#[test]
-fn dequantization_matches_gguf_python_bit_for_bit() {
-    let file = GgufFile::open(gguf_fixture("types.gguf")).unwrap();
-    let expected_bytes = std::fs::read(gguf_fixture("types_expected.safetensors")).unwrap();
+/// Checks every tensor `t.<TYPE>` of `fixture` (of `shape`) against what `gguf.quants.dequantize`
+/// gave for it (`<fixture stem>_expected.safetensors`), bit for bit, through `GgufFile::dequantize`
+/// and through the CPU backend's own layout (its rows, by embedding every row). Returns how many.
+fn check_dequantization(fixture: &str, types: &[&str], shape: [usize; 2]) -> usize {
+    let file = GgufFile::open(gguf_fixture(fixture)).unwrap();
+    let stem = fixture.trim_end_matches(".gguf");
+    let expected_bytes = std::fs::read(gguf_fixture(&format!("{stem}_expected.safetensors"))).unwrap();
     let expected = safetensors::SafeTensors::deserialize(&expected_bytes).unwrap();
-    let mut checked = 0;
-    for ty in ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"] {
+    let cpu = common::cpu();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for ty in types {
         let name = format!("t.{ty}");
         let info = file.tensor_info(&name).unwrap_or_else(|| panic!("{name} missing"));
-        assert_eq!(info.ggml_type.name(), ty);
-        assert_eq!(info.shape(), vec![3, 64]);
-        let got = file.dequantize(info).unwrap();
+        assert_eq!(info.ggml_type.name(), *ty);
+        assert_eq!(info.shape(), shape.to_vec());
         let view = expected.tensor(&name).unwrap();
-        assert_eq!(view.shape(), &[3, 64]);
+        assert_eq!(view.shape(), &shape);
         let want: Vec<f32> =
             view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        assert_eq!(got.len(), want.len());
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g.to_bits(), w.to_bits(), "{name}[{i}]: {g} vs gguf {w}");
-        }
-        checked += 1;
+        assert_eq!(bits(&file.dequantize(info).unwrap()), bits(&want), "{name}: dequantised");
+        let t = focusllm::HostTensor {
+            name: name.clone(),
+            dtype: info.ggml_type.dtype().unwrap(),
+            shape: info.shape(),
+            bytes: file.tensor_data(info).into(),
+        };
+        let w = focusllm::Backend::upload_weight(&cpu, &t).unwrap();
+        let ids: Vec<u32> = (0..shape[0] as u32).collect();
+        let rows = focusllm::Backend::embedding(&cpu, &w, &ids).unwrap();
+        assert_eq!(bits(&focusllm::Backend::to_host(&cpu, &rows).unwrap()), bits(&want), "{name}: CPU rows");
     }
-    assert_eq!(checked, 6);
+    types.len()
+}
+
+#[test]
+fn dequantization_matches_gguf_python_bit_for_bit() {
+    assert_eq!(check_dequantization("types.gguf", &["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"], [3, 64]), 6);
+}
+
+#[test]
+fn block_types_dequantize_as_gguf_python_bit_for_bit() {
+    let types = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"];
+    assert_eq!(check_dequantization("blocks.gguf", &types, [4, 512]), 9);
 }
 
 #[test]
@@ -82,6 +102,53 @@ fn tiny_mistral_gguf_is_the_hf_model() {
         let decoded = from_gguf.tokenizer().decode(&case.ids).unwrap();
         assert_eq!(decoded, hf.tokenizer().decode(&case.ids).unwrap());
     }
+}
+
+#[test]
+fn llama3_gguf_with_rope_frequency_factors_is_the_hf_model() {
+    // The HF model's llama3 RoPE scaling (original context 16 tokens, so every prompt is past it)
+    // becomes the tensor `rope_freqs.weight` in the GGUF, as llama.cpp's converter writes it.
+    let from_gguf = Pipeline::load(gguf_fixture("tiny-llama3.gguf"), common::cpu()).unwrap();
+    let hf = load("tiny-llama");
+    let (a, mut b) = (hf.model().config().clone(), from_gguf.model().config().clone());
+    assert!(matches!(a.rope_scaling, focusllm::RopeScaling::Llama3 { .. }));
+    assert_eq!(b.rope_scaling, focusllm::RopeScaling::None);
+    b.rope_scaling = a.rope_scaling;
+    assert_eq!(a, b);
+    let mut worst = 0.0f32;
+    for case in golden("tiny-llama") {
+        let m = from_gguf.model();
+        let logits = m.forward_one(&case.ids, &mut m.new_cache(), LogitsFor::All).unwrap();
+        for (pos, expected) in case.logits.iter().enumerate() {
+            worst = worst.max(max_abs_diff(logits.row(pos), expected));
+        }
+    }
+    eprintln!("tiny-llama3.gguf: max |logit diff| against transformers {worst:.2e}");
+    assert!(worst < 1e-4, "max |diff| vs transformers {worst}");
+
+    // Without the factors (plain RoPE) the logits are another model's: the check above has teeth.
+    struct NoFactors(GgufFile);
+    impl WeightSource for NoFactors {
+        fn tensor(&self, name: &str) -> focusllm::Result<Option<focusllm::HostTensor<'_>>> {
+            if name == focusllm::gguf::ROPE_FREQ_FACTORS {
+                return Ok(None);
+            }
+            self.0.tensor(name)
+        }
+        fn shape(&self, name: &str) -> Option<Vec<usize>> {
+            self.0.shape(name)
+        }
+        fn location(&self) -> &std::path::Path {
+            self.0.location()
+        }
+    }
+    let file = NoFactors(GgufFile::open(gguf_fixture("tiny-llama3.gguf")).unwrap());
+    let config = from_gguf.model().config().clone();
+    let case = &golden("tiny-llama")[0];
+    let plain = focusllm::Model::load(common::cpu(), config, &file).unwrap();
+    let logits = plain.forward_one(&case.ids, &mut plain.new_cache(), LogitsFor::All).unwrap();
+    let last = case.logits.len() - 1;
+    assert!(max_abs_diff(logits.row(last), &case.logits[last]) > 1e-3);
 }
 
 #[test]

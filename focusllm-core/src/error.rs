@@ -191,7 +191,10 @@ pub enum Error {
     },
 
     /// A GGUF tensor is stored in a ggml type this crate cannot read (or one it does not know).
-    #[error("{path}: tensor `{tensor}` has unsupported ggml type {ggml_type}")]
+    #[error(
+        "{path}: tensor `{tensor}` has unsupported ggml type {ggml_type} (supported: {})",
+        crate::gguf::GgmlType::SUPPORTED
+    )]
     GgufUnsupportedTensorType {
         /// The file at fault.
         path: PathBuf,

@@ -139,6 +139,9 @@ impl Backend for CudaBackend {
             (DType::BF16, _) => WeightData::BF16(self.upload(&what, &halves())?),
             // Quantised matrices (from GGUF files) keep their blocks; the kernels dequantise.
             (DType::Q8_0 | DType::Q4_0 | DType::Q4_1, _) => WeightData::Blocks(t.dtype, self.upload(&what, &t.bytes)?),
+            // The other block types (Q5_0 to IQ4_XS) are not read by the kernels yet: widened to
+            // f32, exactly as the file defines the values.
+            _ => WeightData::F32(self.upload(&what, &t.to_f32())?),
         };
         Ok(CudaWeight { data, rows, cols })
     }

@@ -51,14 +51,17 @@ pub const F16_MODEL_TOL: f32 = 2e-2;
 /// KV cache or in one forward, in a packed batch or alone): only summation order differs.
 pub const SAME_WEIGHTS_TOL: f32 = 1e-4;
 
+/// The block types the GPU kernels read in place; the others are widened at upload.
+pub const KEPT_BLOCKS: [DType; 3] = [DType::Q8_0, DType::Q4_0, DType::Q4_1];
+
 /// How a backend keeps weights on its device, which fixes the values its results are held to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Storage {
     /// Every weight exactly as the checkpoint holds it: f32, f16 and bf16 values, quantised blocks.
     #[default]
     Exact,
-    /// Matrices in f16 (wgpu's default on adapters with f16 shaders), except quantised matrices
-    /// whose rows are whole blocks, which stay blocks; vectors exact.
+    /// Matrices in f16 (wgpu's default on adapters with f16 shaders), except Q8_0, Q4_0 and Q4_1
+    /// matrices whose rows are whole blocks, which stay blocks; vectors exact.
     F16Matrices,
 }
 
@@ -76,7 +79,7 @@ impl Storage {
     pub fn stored(self, t: &HostTensor<'_>) -> Vec<f32> {
         let values = t.to_f32();
         let rounded = self == Storage::F16Matrices
-            && matches!(t.shape.as_slice(), &[_, cols] if !(t.dtype.is_quantized() && cols % t.dtype.block().0 == 0));
+            && matches!(t.shape.as_slice(), &[_, cols] if !(KEPT_BLOCKS.contains(&t.dtype) && cols % t.dtype.block().0 == 0));
         if rounded {
             round_f16(&values)
         } else {
@@ -158,30 +161,43 @@ pub fn dense_tensor(dtype: DType, shape: Vec<usize>, values: &[f32]) -> HostTens
         DType::F32 => values.iter().flat_map(|x| x.to_le_bytes()).collect(),
         DType::F16 => values.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect(),
         DType::BF16 => values.iter().flat_map(|&x| bf16::from_f32(x).to_le_bytes()).collect(),
-        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => panic!("{dtype:?}: dense_tensor makes dense tensors"),
+        _ => panic!("{dtype:?}: dense_tensor makes dense tensors"),
     };
     HostTensor { name: "w".into(), dtype, shape, bytes: bytes.into() }
 }
 
-/// A `[rows, cols]` tensor of valid random ggml blocks of `dtype` (Q8_0, Q4_0, Q4_1): f16 scales
-/// of either sign keeping the values within about ±1, Q4_1 minima within ±0.5, random quant bytes
-/// (every bit pattern likely). `rows * cols` must be whole blocks; rows need not be.
+/// A `[rows, cols]` tensor of valid random ggml blocks of `dtype` (any block type): f16 scales of
+/// either sign keeping the values within about ±1 (divided by the largest group scale of the
+/// 256-element types), minima within ±0.5 (likewise), random quant bytes (every bit pattern
+/// likely). `rows * cols` must be whole blocks; rows need not be.
 pub fn random_blocks(dtype: DType, rows: usize, cols: usize, rng: &mut Rng) -> HostTensor<'static> {
+    assert!(dtype.is_quantized(), "{dtype:?} has no blocks");
     let (block, block_bytes) = dtype.block();
-    let (largest_quant, header) = match dtype {
-        DType::Q8_0 => (128.0, 2),
-        DType::Q4_0 => (8.0, 2),
-        DType::Q4_1 => (15.0, 4),
-        DType::F32 | DType::F16 | DType::BF16 => panic!("{dtype:?} has no blocks"),
+    let range = dtype.quant_range();
+    let largest_quant = f32::from(range.start().unsigned_abs().max(range.end().unsigned_abs()));
+    // The largest integer the 256-element types multiply their f16 scale by, per group.
+    let group_scale = match dtype {
+        DType::Q6_K => 128.0,
+        DType::Q2_K => 16.0,
+        _ if block > 32 => 64.0,
+        _ => 1.0,
     };
     assert_eq!(rows * cols % block, 0, "{rows}x{cols} is not whole {dtype:?} blocks");
     let mut bytes = Vec::with_capacity(rows * cols / block * block_bytes);
     for _ in 0..rows * cols / block {
-        bytes.extend(f16::from_f32(rng.uniform() / largest_quant).to_le_bytes());
-        if dtype == DType::Q4_1 {
-            bytes.extend(f16::from_f32(rng.uniform() / 2.0).to_le_bytes());
+        let mut b: Vec<u8> = (0..block_bytes).map(|_| rng.below(256) as u8).collect();
+        for (k, &at) in dtype.f16_fields().iter().enumerate() {
+            let mut u = rng.uniform();
+            if block > 32 {
+                // At least a quarter of the range: the group scales multiply the super-block's
+                // scale by small integers, and values far below f16's normal range would make the
+                // f16-widened storage of some backends lose its relative precision.
+                u = (0.25 + 0.75 * u.abs()).copysign(u);
+            }
+            let x = if k == 0 { u / largest_quant } else { u / 2.0 } / group_scale;
+            b[at..at + 2].copy_from_slice(&f16::from_f32(x).to_le_bytes());
         }
-        bytes.extend((header..block_bytes).map(|_| rng.below(256) as u8));
+        bytes.extend(b);
     }
     HostTensor { name: "w".into(), dtype, shape: vec![rows, cols], bytes: bytes.into() }
 }
@@ -351,8 +367,11 @@ pub fn round_trip<B: Backend>(b: &B, _: Storage) {
 /// device stores it.
 pub fn embedding<B: Backend>(b: &B, storage: Storage, dtype: DType) {
     let mut rng = Rng::new(5);
-    let tables: &[(usize, usize)] =
-        if dtype.is_quantized() { &[(64, 96), (130, 96), (6, 48)] } else { &[(300, 37), (100, 300)] };
+    let tables: &[(usize, usize)] = match dtype.block().0 {
+        1 => &[(300, 37), (100, 300)],
+        32 => &[(64, 96), (130, 96), (6, 48)],
+        _ => &[(64, 256), (13, 512), (4, 128)],
+    };
     for &(vocab, hidden) in tables {
         let t = random_weight(dtype, vocab, hidden, &mut rng);
         let table = upload(b, &t);
@@ -404,14 +423,30 @@ pub const QUANT_LINEAR_SHAPES: [(usize, usize, usize); 12] = [
     (5, 48, 6),
 ];
 
-/// `x @ w^T (+ bias)` with `w` of `dtype`, every shape of [`DENSE_LINEAR_SHAPES`] or
-/// [`QUANT_LINEAR_SHAPES`], with and without a bias (f32, f16 or bf16 values): within
+/// Shapes `(m, k, n)` of the products with the 256-element block types: widths of whole blocks,
+/// and rows of half a block (128 wide: blocks shared by two rows).
+pub const SUPER_BLOCK_LINEAR_SHAPES: [(usize, usize, usize); 8] = [
+    (1, 256, 96),
+    (1, 512, 130),
+    (3, 256, 17),
+    (9, 512, 64),
+    (17, 256, 130),
+    (70, 256, 72),
+    (64, 1536, 576),
+    (5, 128, 6),
+];
+
+/// `x @ w^T (+ bias)` with `w` of `dtype`, every shape of [`DENSE_LINEAR_SHAPES`],
+/// [`QUANT_LINEAR_SHAPES`] or [`SUPER_BLOCK_LINEAR_SHAPES`] (by the type's block size), with and without a bias (f32, f16 or bf16 values): within
 /// [`LINEAR_TOL`] of the f64 product with the weights as the device stores them, and within
 /// [`F16_LINEAR_TOL`] of the product with the checkpoint's values where the device rounds them.
 pub fn linear<B: Backend>(b: &B, storage: Storage, dtype: DType) {
     let mut rng = Rng::new(1);
-    let shapes: &[(usize, usize, usize)] =
-        if dtype.is_quantized() { &QUANT_LINEAR_SHAPES } else { &DENSE_LINEAR_SHAPES };
+    let shapes: &[(usize, usize, usize)] = match dtype.block().0 {
+        1 => &DENSE_LINEAR_SHAPES,
+        32 => &QUANT_LINEAR_SHAPES,
+        _ => &SUPER_BLOCK_LINEAR_SHAPES,
+    };
     let bias_types = [DType::F32, DType::BF16, DType::F16];
     let mut worst = 0.0f32;
     for (i, &(m, k, n)) in shapes.iter().enumerate() {
@@ -1056,9 +1091,14 @@ macro_rules! op_conformance_tests {
             round_trip, rms_norm, rope, attention, swiglu, add, rows, checked_errors);
         $crate::op_conformance_tests!(@typed $open, $storage, embedding;
             embedding_f32 F32, embedding_f16 F16, embedding_bf16 BF16,
-            embedding_q8_0 Q8_0, embedding_q4_0 Q4_0, embedding_q4_1 Q4_1);
+            embedding_q8_0 Q8_0, embedding_q4_0 Q4_0, embedding_q4_1 Q4_1,
+            embedding_q5_0 Q5_0, embedding_q5_1 Q5_1, embedding_q2_k Q2_K, embedding_q3_k Q3_K,
+            embedding_q4_k Q4_K, embedding_q5_k Q5_K, embedding_q6_k Q6_K, embedding_iq4_nl IQ4_NL,
+            embedding_iq4_xs IQ4_XS);
         $crate::op_conformance_tests!(@typed $open, $storage, linear;
-            linear_f32 F32, linear_f16 F16, linear_bf16 BF16, linear_q8_0 Q8_0, linear_q4_0 Q4_0, linear_q4_1 Q4_1);
+            linear_f32 F32, linear_f16 F16, linear_bf16 BF16, linear_q8_0 Q8_0, linear_q4_0 Q4_0, linear_q4_1 Q4_1,
+            linear_q5_0 Q5_0, linear_q5_1 Q5_1, linear_q2_k Q2_K, linear_q3_k Q3_K, linear_q4_k Q4_K,
+            linear_q5_k Q5_K, linear_q6_k Q6_K, linear_iq4_nl IQ4_NL, linear_iq4_xs IQ4_XS);
     };
 }
 

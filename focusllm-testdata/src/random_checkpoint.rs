@@ -23,7 +23,7 @@ pub fn write(config: &ModelConfig, dir: &Path, dtype: DType, seed: u64) -> Resul
         DType::F32 => ("F32", 4),
         DType::F16 => ("F16", 2),
         DType::BF16 => ("BF16", 2),
-        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
+        _ => {
             return Err(Error::InvalidOption {
                 name: "dtype",
                 value: format!("{dtype:?}"),
@@ -71,7 +71,7 @@ pub fn write(config: &ModelConfig, dir: &Path, dtype: DType, seed: u64) -> Resul
                 DType::F32 => buf.extend_from_slice(&x.to_le_bytes()),
                 DType::F16 => buf.extend_from_slice(&f16::from_f32(x).to_le_bytes()),
                 DType::BF16 => buf.extend_from_slice(&bf16::from_f32(x).to_le_bytes()),
-                DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => unreachable!("refused above"),
+                _ => unreachable!("refused above"),
             }
         }
         out.write_all(&buf).map_err(io)?;

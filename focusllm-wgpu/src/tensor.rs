@@ -162,16 +162,15 @@ fn convert<'a>(t: &'a HostTensor<'_>, to: WeightType) -> Converted<'a> {
                 .chunks_exact(4)
                 .map(|c| f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits())
                 .collect(),
-            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
-                t.to_f32().into_iter().map(|x| f16::from_f32(x).to_bits()).collect()
-            }
+            // Block types the kernels do not read (Q5_0 to IQ4_XS), or rows not whole blocks.
+            _ => t.to_f32().into_iter().map(|x| f16::from_f32(x).to_bits()).collect(),
         }),
     }
 }
 
-/// The type a weight is kept in: quantised matrices keep their blocks when each row is whole
-/// blocks (GGUF's always are); other matrices f16 where the context keeps f16, else f32; vectors
-/// f32.
+/// The type a weight is kept in: Q8_0, Q4_0 and Q4_1 matrices keep their blocks when each row is
+/// whole blocks (GGUF's always are); other matrices (the other block types too, which the kernels
+/// do not read yet) f16 where the context keeps f16, else f32; vectors f32.
 fn stored_type(ctx: &Context, t: &HostTensor<'_>, matrix: bool, cols: usize) -> WeightType {
     let whole_blocks = cols > 0 && cols.is_multiple_of(focusllm_core::quant::BLOCK);
     match t.dtype {

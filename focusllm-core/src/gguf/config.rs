@@ -40,15 +40,8 @@ pub(crate) fn model_config(keys: &MetaKeys<'_>) -> Result<ModelConfig> {
         }
     }
 
+    // Llama 3.x's frequency factors are a tensor (`rope_freqs.weight`), applied by the model at load.
     let rope_scaling = rope_scaling(keys, arch_name)?;
-    if keys.header.tensor("rope_freqs.weight").is_some() {
-        return Err(Error::GgufInvalid {
-            path: keys.path.to_path_buf(),
-            reason: "tensor `rope_freqs.weight` (precomputed RoPE frequency factors, as Llama 3.1 files carry) \
-                     is not supported yet"
-                .into(),
-        });
-    }
 
     let vocab_size = match keys.opt_usize(&k("vocab_size"))? {
         Some(v) => v,

@@ -35,6 +35,7 @@ use crate::quant::DType;
 use crate::weights::{HostTensor, WeightSource};
 
 use crate::chat_template::ChatTemplate;
+pub use names::ROPE_FREQ_FACTORS;
 pub use reader::{GgmlType, GgufHeader, MetaValue, TensorInfo};
 
 /// The bytes of a GGUF file: a read-only memory map, or a buffer held in memory.

@@ -14,9 +14,18 @@ const LAYER_PARTS: &[(&str, &str)] = &[
     ("ffn_down", "mlp.down_proj"),
 ];
 
-/// Whole-model parts: (GGUF stem, Hugging Face stem).
-const GLOBAL_PARTS: &[(&str, &str)] =
-    &[("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")];
+/// Whole-model parts: (GGUF stem, Hugging Face stem). Llama 3.x files carry RoPE frequency
+/// factors as a tensor, which Hugging Face checkpoints express in their configuration instead; it
+/// keeps its GGUF name ([`ROPE_FREQ_FACTORS`]) on both sides.
+const GLOBAL_PARTS: &[(&str, &str)] = &[
+    ("token_embd", "model.embed_tokens"),
+    ("output_norm", "model.norm"),
+    ("output", "lm_head"),
+    ("rope_freqs", "rope_freqs"),
+];
+
+/// The tensor of per-frequency RoPE divisors (`head_dim / 2` values) of Llama 3.x GGUF files.
+pub const ROPE_FREQ_FACTORS: &str = "rope_freqs.weight";
 
 fn split_suffix(name: &str) -> Option<(&str, &str)> {
     let dot = name.rfind('.')?;
@@ -24,8 +33,7 @@ fn split_suffix(name: &str) -> Option<(&str, &str)> {
     matches!(suffix, "weight" | "bias").then(|| (&name[..dot], suffix))
 }
 
-/// The Hugging Face name of a GGUF tensor, or `None` for tensors with no counterpart
-/// (e.g. `rope_freqs.weight`).
+/// The Hugging Face name of a GGUF tensor, or `None` for tensors with no counterpart.
 pub fn gguf_to_hf(name: &str) -> Option<String> {
     let (stem, suffix) = split_suffix(name)?;
     if let Some(rest) = stem.strip_prefix("blk.") {
@@ -65,11 +73,12 @@ mod tests {
             ("blk.0.attn_k.bias", "model.layers.0.self_attn.k_proj.bias"),
             ("blk.3.ffn_down.weight", "model.layers.3.mlp.down_proj.weight"),
             ("blk.3.ffn_norm.weight", "model.layers.3.post_attention_layernorm.weight"),
+            (ROPE_FREQ_FACTORS, ROPE_FREQ_FACTORS),
         ] {
             assert_eq!(gguf_to_hf(g).as_deref(), Some(h));
             assert_eq!(hf_to_gguf(h).as_deref(), Some(g));
         }
-        assert_eq!(gguf_to_hf("rope_freqs.weight"), None);
+        assert_eq!(gguf_to_hf("blk.0.attn_rot_embd.weight"), None);
         assert_eq!(hf_to_gguf("model.layers.x.self_attn.q_proj.weight"), None);
         assert_eq!(hf_to_gguf("model.layers.0.self_attn.beacon_q_proj.weight"), None);
     }

@@ -89,20 +89,33 @@ impl GgmlType {
         self.entry().map(|e| (e.2, e.3))
     }
 
-    /// Whether this crate can read the type (F32, F16, BF16, Q8_0, Q4_0, Q4_1).
+    /// Whether this crate can read the type (see [`GgmlType::SUPPORTED`]).
     pub fn is_supported(self) -> bool {
         self.dtype().is_some()
     }
 
+    /// The names of the types this crate reads, for error messages.
+    pub const SUPPORTED: &'static str =
+        "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS";
+
     /// The host element type this ggml type maps to, for the supported ones.
     pub fn dtype(self) -> Option<DType> {
-        Some(match self {
-            Self::F32 => DType::F32,
-            Self::F16 => DType::F16,
-            Self::BF16 => DType::BF16,
-            Self::Q8_0 => DType::Q8_0,
-            Self::Q4_0 => DType::Q4_0,
-            Self::Q4_1 => DType::Q4_1,
+        Some(match self.0 {
+            0 => DType::F32,
+            1 => DType::F16,
+            30 => DType::BF16,
+            8 => DType::Q8_0,
+            2 => DType::Q4_0,
+            3 => DType::Q4_1,
+            6 => DType::Q5_0,
+            7 => DType::Q5_1,
+            10 => DType::Q2_K,
+            11 => DType::Q3_K,
+            12 => DType::Q4_K,
+            13 => DType::Q5_K,
+            14 => DType::Q6_K,
+            20 => DType::IQ4_NL,
+            23 => DType::IQ4_XS,
             _ => return None,
         })
     }

@@ -5,6 +5,7 @@ use crate::backend::Backend;
 use crate::check::Checked;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::gguf::ROPE_FREQ_FACTORS;
 use crate::model::{Attention, CandidateLinear, CandidateProjections, Layer, Linear, Mlp, Model, RopeTable};
 use crate::weights::WeightSource;
 
@@ -22,6 +23,29 @@ pub(crate) fn check_checkpoint(config: &ModelConfig, source: &dyn WeightSource) 
         }
     }
     Ok(())
+}
+
+/// The model's RoPE inverse frequencies: the configuration's, each divided by its factor where the
+/// checkpoint carries [`ROPE_FREQ_FACTORS`] (Llama 3.x GGUF files, as llama.cpp applies them).
+fn rope_inv_freq(config: &ModelConfig, source: &dyn WeightSource) -> Result<Vec<f32>> {
+    let mut inv_freq = config.rope_inv_freq();
+    if let Some(t) = source.tensor(ROPE_FREQ_FACTORS)? {
+        let factors = t.to_f32();
+        if t.len() != inv_freq.len() || factors.len() != inv_freq.len() {
+            return Err(Error::TensorShape { name: t.name, expected: vec![inv_freq.len()], found: t.shape });
+        }
+        if let Some(bad) = factors.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+            return Err(Error::InvalidConfig {
+                key: ROPE_FREQ_FACTORS.into(),
+                value: bad.to_string(),
+                reason: "RoPE frequency factors must be finite and positive".into(),
+            });
+        }
+        for (f, factor) in inv_freq.iter_mut().zip(factors) {
+            *f /= factor;
+        }
+    }
+    Ok(inv_freq)
 }
 
 /// Uploads one checked tensor.
@@ -68,7 +92,7 @@ impl<B: Backend> Model<B> {
         let embed = upload(b, source, "model.embed_tokens.weight")?;
         let norm = upload(b, source, "model.norm.weight")?;
         let lm_head = if config.tie_word_embeddings { None } else { Some(upload(b, source, "lm_head.weight")?) };
-        let rope = RopeTable::new(config.rope_inv_freq());
+        let rope = RopeTable::new(rope_inv_freq(&config, source)?);
         let down = format!("model.layers.{}.mlp.down_proj.weight", config.num_layers - 1);
         let mut fingerprint = Fingerprint::new();
         for name in ["model.embed_tokens.weight", "model.norm.weight", &down] {

@@ -21,6 +21,10 @@ tests/fixtures/gguf/tiny-llama3.gguf
     `rope_freqs.weight` of per-frequency divisors and no scaling keys; loading it must give the
     HF model's logits.
 
+tests/fixtures/gguf/tiny-qwen3.gguf
+    A tiny random Qwen3-style model (per-head q/k RMSNorm) written directly in llama.cpp's `qwen3`
+    layout, f32 weights; its reference is llama.cpp itself (scripts/make_llama_cpp_golden.py).
+
 tests/fixtures/gguf/tiny-mistral.gguf
     The tiny random Mistral-style model of tests/fixtures/tiny-mistral (made by
     make_tiny_fixtures.py: GQA, head_dim 16 != hidden/heads, linear RoPE scaling, untied head, f16
@@ -265,6 +269,70 @@ def small_llama_writer(path, width, heads, kv_heads):
     return writer
 
 
+def write_tiny_qwen3(out):
+    """A tiny random Qwen3-style model written directly as llama.cpp's `qwen3` architecture: per-head
+    q/k RMSNorm weights (`attn_q_norm`, `attn_k_norm`), no biases, NEOX RoPE (q/k rows as in
+    transformers), f32 weights, the tiny-llama fixture's byte-level BPE vocabulary."""
+    rng = np.random.default_rng(3)
+    tok = json.load(open(os.path.join(ROOT, "tests", "fixtures", "tiny-llama", "tokenizer.json")))
+    hidden, heads, kv_heads, head_dim, ffn, layers = 64, 4, 2, 16, 160, 2
+    vocab = tok["model"]["vocab"]
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    special = {a["content"] for a in tok["added_tokens"] if a["special"]}
+
+    writer = GGUFWriter(os.path.join(out, "tiny-qwen3.gguf"), "qwen3")
+    writer.add_name("tiny-qwen3")
+    writer.add_context_length(512)
+    writer.add_embedding_length(hidden)
+    writer.add_feed_forward_length(ffn)
+    writer.add_block_count(layers)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_freq_base(1000000.0)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t in special else 1 for t in tokens])
+    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]])
+    writer.add_bos_token_id(0)
+    writer.add_eos_token_id(1)
+    writer.add_add_bos_token(True)
+    writer.add_chat_template(CHAT_TEMPLATE)
+
+    def matrix(rows, cols):
+        return (rng.standard_normal((rows, cols)) / cols**0.5).astype(np.float32)
+
+    def norm(n):
+        return (1.0 + 0.2 * rng.standard_normal(n)).astype(np.float32)
+
+    writer.add_tensor("token_embd.weight", rng.standard_normal((len(tokens), hidden)).astype(np.float32))
+    writer.add_tensor("output_norm.weight", norm(hidden))
+    writer.add_tensor("output.weight", matrix(len(tokens), hidden))
+    for l in range(layers):
+        p = f"blk.{l}."
+        writer.add_tensor(p + "attn_norm.weight", norm(hidden))
+        writer.add_tensor(p + "attn_q.weight", matrix(heads * head_dim, hidden))
+        writer.add_tensor(p + "attn_k.weight", matrix(kv_heads * head_dim, hidden))
+        writer.add_tensor(p + "attn_v.weight", matrix(kv_heads * head_dim, hidden))
+        writer.add_tensor(p + "attn_q_norm.weight", norm(head_dim))
+        writer.add_tensor(p + "attn_k_norm.weight", norm(head_dim))
+        writer.add_tensor(p + "attn_output.weight", matrix(hidden, heads * head_dim))
+        writer.add_tensor(p + "ffn_norm.weight", norm(hidden))
+        writer.add_tensor(p + "ffn_gate.weight", matrix(ffn, hidden))
+        writer.add_tensor(p + "ffn_up.weight", matrix(ffn, hidden))
+        writer.add_tensor(p + "ffn_down.weight", matrix(hidden, ffn))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def write_fuzz_seed(path):
     """A complete but minimal llama GGUF (one layer, 8 tokens, every supported tensor type), the
     seed of the cargo-fuzz target in fuzz/."""
@@ -370,6 +438,7 @@ def main():
     write_blocks(args.out)
     write_tiny_mistral(args.out)
     write_tiny_llama3(args.out)
+    write_tiny_qwen3(args.out)
     seeds = os.path.join(ROOT, "fuzz", "seeds", "gguf_parse")
     os.makedirs(seeds, exist_ok=True)
     write_fuzz_seed(os.path.join(seeds, "tiny-llama.gguf"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The default model requantised by llama.cpp's own llama-quantize (--allow-requantize) into the
 # formats people download (Q4_K_M, Q5_K_M, Q6_K, IQ4_XS, Q3_K_M), with llama.cpp's logits for them
-# and for two committed tiny GGUF fixtures (scripts/make_llama_cpp_golden.py), for
+# and for three committed tiny GGUF fixtures (scripts/make_llama_cpp_golden.py), for
 # tests/llama_cpp_golden.rs and the README's tables.
 # Writes $FOCUSLLM_CACHE/requantized/ (default ~/.cache/focusllm) and prints that directory; files
 # already there are kept.
@@ -22,8 +22,8 @@ for type in Q4_K_M Q5_K_M Q6_K IQ4_XS Q3_K_M; do
   fi
   files+=("$f")
 done
-# The committed Llama 3.x-style (RoPE frequency factors) and Mistral-style fixtures too.
-files+=(tests/fixtures/gguf/tiny-llama3.gguf tests/fixtures/gguf/tiny-mistral.gguf)
+# The committed Llama 3.x-style (RoPE frequency factors), Mistral-style and Qwen3-style fixtures too.
+files+=(tests/fixtures/gguf/tiny-llama3.gguf tests/fixtures/gguf/tiny-mistral.gguf tests/fixtures/gguf/tiny-qwen3.gguf)
 missing=()
 for f in "${files[@]}"; do
   stem=$(basename "$f" .gguf)

@@ -152,6 +152,18 @@ fn llama3_gguf_with_rope_frequency_factors_is_the_hf_model() {
 }
 
 #[test]
+fn qwen3_gguf_loads_with_its_head_norms() {
+    // Its logits are checked against llama.cpp in tests/llama_cpp_golden.rs.
+    let pipeline = Pipeline::load(gguf_fixture("tiny-qwen3.gguf"), common::cpu()).unwrap();
+    let config = pipeline.model().config();
+    assert_eq!(config.architecture, focusllm::Architecture::Qwen3);
+    assert!(config.qk_norm && !config.qkv_bias && config.head_dim == 16);
+    let m = pipeline.model();
+    let logits = m.forward_one(&[5, 6, 7], &mut m.new_cache(), LogitsFor::All).unwrap();
+    assert!(logits.data.iter().all(|x| x.is_finite()) && logits.data.len() == 3 * config.vocab_size);
+}
+
+#[test]
 fn tiny_mistral_chat_template_renders() {
     let file = GgufFile::open(gguf_fixture("tiny-mistral.gguf")).unwrap();
     let template = file.chat_template().expect("template present").unwrap();

@@ -93,7 +93,8 @@ fn requantized_dir(test: &str) -> Option<PathBuf> {
         })
         .filter(|f| !dir.join(f).exists())
         .collect();
-    for f in [format!("{}.tokens.json", STEMS[0]), "tiny-llama3.json".into(), "tiny-mistral.json".into()] {
+    let tiny = ["tiny-llama3.json", "tiny-qwen3.json", "tiny-mistral.json"].map(String::from);
+    for f in [format!("{}.tokens.json", STEMS[0])].into_iter().chain(tiny) {
         if !dir.join(&f).exists() {
             missing.push(f);
         }
@@ -178,16 +179,19 @@ fn requantized_files_match_llama_cpp() {
 }
 
 /// The committed tiny fixtures in llama.cpp: the Llama 3.x-style file (RoPE frequency factors as
-/// `rope_freqs.weight`, f32 weights: llama.cpp computes in f32 too, so only summation order
-/// differs) and the Mistral-style one (f16 weights, which llama.cpp multiplies with activations
-/// rounded to f16). Their prompts are the golden's first two (the third passes their context).
+/// `rope_freqs.weight`) and the Qwen3-style one (per-head q/k RMSNorm), both f32 weights, which
+/// llama.cpp computes in f32 too, so only summation order differs; and the Mistral-style one (f16
+/// weights, which llama.cpp multiplies with activations rounded to f16). Only the prompts that fit
+/// a file's context are run.
 #[test]
-fn tiny_llama3_and_mistral_files_match_llama_cpp() {
-    let Some(dir) = requantized_dir("tiny_llama3_and_mistral_files_match_llama_cpp") else { return };
+fn tiny_llama3_qwen3_and_mistral_files_match_llama_cpp() {
+    let Some(dir) = requantized_dir("tiny_llama3_qwen3_and_mistral_files_match_llama_cpp") else { return };
     println!("{TABLE_HEAD}");
     let fixtures = common::fixture_dir("gguf");
-    let mut failures = compare(&dir, "tiny-llama3", &fixtures.join("tiny-llama3.gguf"), &F32_FILE);
-    failures.extend(compare(&dir, "tiny-mistral", &fixtures.join("tiny-mistral.gguf"), &F16_FILE));
+    let mut failures = Vec::new();
+    for (stem, limits) in [("tiny-llama3", &F32_FILE), ("tiny-qwen3", &F32_FILE), ("tiny-mistral", &F16_FILE)] {
+        failures.extend(compare(&dir, stem, &fixtures.join(format!("{stem}.gguf")), limits));
+    }
     assert!(failures.is_empty(), "{failures:#?}");
 }
 

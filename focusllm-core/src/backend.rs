@@ -176,6 +176,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Elementwise sum (the residual connection).
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
 
+    /// The same elements, in the same row-major order, as `rows` rows of `cols` (`rows * cols`
+    /// is the tensor's element count, checked by core): no copy, the buffer is moved. Used to
+    /// normalise each attention head of a row on its own (Qwen3's q/k norms).
+    fn reshape(&self, x: Self::Tensor, rows: usize, cols: usize) -> Result<Self::Tensor>;
+
     /// Concatenates row ranges of tensors (all of the same width) along the sequence axis.
     fn gather_rows(&self, parts: &[RowSlice<'_, Self::Tensor>]) -> Result<Self::Tensor>;
 

@@ -98,6 +98,13 @@ impl<'a, B: Backend> Checked<'a, B> {
         self.0.rms_norm(x, weight, eps)
     }
 
+    /// [`Backend::reshape`]: the same number of elements.
+    pub fn reshape(&self, x: B::Tensor, rows: usize, cols: usize) -> Result<B::Tensor> {
+        let (r, c) = self.0.dims(&x);
+        ensure(rows.checked_mul(cols) == Some(r * c), "reshape", || format!("[{r}, {c}] as [{rows}, {cols}]"))?;
+        self.0.reshape(x, rows, cols)
+    }
+
     /// [`Backend::rope`]: one position per row, whole even-width heads, every position in the table.
     pub fn rope(&self, x: &B::Tensor, positions: &[u32], table: &B::Tensor, head_dim: usize) -> Result<B::Tensor> {
         let (rows, cols) = self.0.dims(x);

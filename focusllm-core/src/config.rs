@@ -15,6 +15,8 @@ pub enum Architecture {
     Mistral,
     /// Qwen2-style models: biases on the q/k/v projections.
     Qwen2,
+    /// Qwen3-style models: each query and key head RMS-normalised before RoPE, no biases.
+    Qwen3,
 }
 
 /// How rotary position frequencies are rescaled for long contexts.
@@ -71,6 +73,9 @@ pub struct ModelConfig {
     pub qkv_bias: bool,
     /// Whether the output projection carries a bias.
     pub o_bias: bool,
+    /// Whether each query and key head is RMS-normalised with a weight of its own (`head_dim`
+    /// values, `self_attn.q_norm` / `self_attn.k_norm`) before RoPE, as Qwen3 does.
+    pub qk_norm: bool,
     /// Beginning-of-sequence token id, if the model has one.
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token ids (generation stops at any of them).
@@ -110,6 +115,7 @@ impl ModelConfig {
             "llama" => Architecture::Llama,
             "mistral" => Architecture::Mistral,
             "qwen2" => Architecture::Qwen2,
+            "qwen3" => Architecture::Qwen3,
             _ => {
                 return Err(Error::UnsupportedModelType { path: path.to_path_buf(), model_type });
             }
@@ -148,6 +154,7 @@ impl ModelConfig {
             tie_word_embeddings: keys.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             qkv_bias,
             o_bias,
+            qk_norm: architecture == Architecture::Qwen3,
             bos_token_id: keys.opt_ids("bos_token_id")?.and_then(|ids| ids.first().copied()),
             eos_token_ids: keys.opt_ids("eos_token_id")?.unwrap_or_default(),
             max_position_embeddings: keys.usize("max_position_embeddings")?,
@@ -230,6 +237,7 @@ impl ModelConfig {
             Architecture::Llama => ("llama", "LlamaForCausalLM"),
             Architecture::Mistral => ("mistral", "MistralForCausalLM"),
             Architecture::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
+            Architecture::Qwen3 => ("qwen3", "Qwen3ForCausalLM"),
         };
         let rope_scaling = match self.rope_scaling {
             RopeScaling::None => Value::Null,
@@ -291,6 +299,10 @@ impl ModelConfig {
             add("self_attn.k_proj.weight", vec![kvd, h]);
             add("self_attn.v_proj.weight", vec![kvd, h]);
             add("self_attn.o_proj.weight", vec![h, qd]);
+            if self.qk_norm {
+                add("self_attn.q_norm.weight", vec![self.head_dim]);
+                add("self_attn.k_norm.weight", vec![self.head_dim]);
+            }
             if self.qkv_bias {
                 add("self_attn.q_proj.bias", vec![qd]);
                 add("self_attn.k_proj.bias", vec![kvd]);
@@ -528,6 +540,9 @@ mod tests {
         c.rope_scaling = RopeScaling::Linear { factor: 2.5 };
         c.rms_norm_eps = 1e-6;
         c.rope_theta = 1e6;
+        configs.push(c.clone());
+        c.architecture = Architecture::Qwen3;
+        (c.qkv_bias, c.o_bias, c.qk_norm) = (false, false, true);
         configs.push(c);
         for c in configs {
             let text = c.to_hf_json().to_string();
@@ -535,6 +550,17 @@ mod tests {
         }
         // Shortest decimal forms: 1e-5, not the f32's 9.999999747378752e-6.
         assert_eq!(parse(BASE).unwrap().to_hf_json()["rms_norm_eps"].as_f64(), Some(1e-5));
+    }
+
+    #[test]
+    fn qwen3_normalises_query_and_key_heads() {
+        let c = parse(&BASE.replace(r#""model_type":"llama""#, r#""model_type":"qwen3""#)).unwrap();
+        assert_eq!(c.architecture, Architecture::Qwen3);
+        assert!(c.qk_norm && !c.qkv_bias && !c.o_bias);
+        let shapes = c.tensor_shapes();
+        assert!(shapes.contains(&("model.layers.1.self_attn.q_norm.weight".to_string(), vec![16])));
+        assert!(shapes.contains(&("model.layers.0.self_attn.k_norm.weight".to_string(), vec![16])));
+        assert!(!parse(BASE).unwrap().qk_norm);
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub enum Error {
     },
 
     /// The configuration names a model architecture this crate does not implement.
-    #[error("{path}: unsupported model_type `{model_type}` (supported: llama, mistral, qwen2)")]
+    #[error("{path}: unsupported model_type `{model_type}` (supported: llama, mistral, qwen2, qwen3)")]
     UnsupportedModelType {
         /// The configuration file.
         path: PathBuf,

@@ -206,6 +206,10 @@ impl Backend for CpuBackend {
         system_memory::available()
     }
 
+    fn reshape(&self, x: CpuTensor, rows: usize, cols: usize) -> Result<CpuTensor> {
+        Ok(CpuTensor::new(x.data, rows, cols))
+    }
+
     fn truncate_rows(&self, x: &mut CpuTensor, rows: usize) -> Result<()> {
         x.data.truncate(rows * x.cols);
         x.rows = rows;

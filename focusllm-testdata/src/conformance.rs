@@ -361,6 +361,34 @@ pub fn round_trip<B: Backend>(b: &B, _: Storage) {
     }
 }
 
+/// A reshaped tensor holds the same elements in the same order under its new dimensions, an
+/// RMSNorm over the new rows normalises each piece of the old ones (per-head norms), and a shape of
+/// another element count is refused before the backend sees it.
+pub fn reshape<B: Backend>(b: &B, _: Storage) {
+    let mut rng = Rng::new(17);
+    let c = Checked::new(b);
+    for (rows, cols, heads) in [(3, 32, 4), (1, 8, 1), (65, 96, 6)] {
+        let v = rng.vec(rows * cols);
+        let t = c.reshape(tensor(b, &v, rows, cols), rows * heads, cols / heads).unwrap();
+        assert_eq!(b.dims(&t), (rows * heads, cols / heads), "{}: reshaped dims", b.name());
+        assert_eq!(host(b, &t), v, "{}: reshaped {rows}x{cols} into {heads} pieces a row", b.name());
+        let w = rng.vec(cols / heads);
+        let normed = c.rms_norm(&t, &upload(b, &dense_tensor(DType::F32, vec![cols / heads], &w)), 1e-6).unwrap();
+        let back = c.reshape(normed, rows, cols).unwrap();
+        let want: Vec<f32> = v
+            .chunks(cols / heads)
+            .flat_map(|piece| {
+                let ms = piece.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / piece.len() as f64;
+                let inv = 1.0 / (ms + 1e-6).sqrt();
+                piece.iter().zip(&w).map(move |(&x, &w)| (f64::from(x) * inv) as f32 * w).collect::<Vec<_>>()
+            })
+            .collect();
+        let d = max_rel_diff(&host(b, &back), &want);
+        assert!(d < 1e-5, "{}: per-piece RMSNorm of {rows}x{cols}: rel diff {d}", b.name());
+    }
+    assert!(c.reshape(tensor(b, &rng.vec(12), 3, 4), 5, 2).is_err(), "{}: 12 elements as 5x2", b.name());
+}
+
 /// Embedding lookups of every weight type, whole tables of several widths (dense ones not
 /// multiples of any tile, quantised ones with rows of whole and of partial blocks), repeated and
 /// edge ids: exactly the rows of the host conversion (`HostTensor::to_f32`) of the table as the
@@ -1088,7 +1116,7 @@ macro_rules! op_conformance_tests {
     };
     ($open:expr, $storage:expr) => {
         $crate::op_conformance_tests!(@ops $open, $storage;
-            round_trip, rms_norm, rope, attention, swiglu, add, rows, checked_errors);
+            round_trip, reshape, rms_norm, rope, attention, swiglu, add, rows, checked_errors);
         $crate::op_conformance_tests!(@typed $open, $storage, embedding;
             embedding_f32 F32, embedding_f16 F16, embedding_bf16 BF16,
             embedding_q8_0 Q8_0, embedding_q4_0 Q4_0, embedding_q4_1 Q4_1,

@@ -216,6 +216,10 @@ impl Backend for WgpuBackend {
         rows::append_rows(&self.ctx, dst, src, rows)
     }
 
+    fn reshape(&self, x: WgpuTensor, rows: usize, cols: usize) -> Result<WgpuTensor> {
+        Ok(WgpuTensor { rows, cols, ..x })
+    }
+
     fn truncate_rows(&self, x: &mut WgpuTensor, rows: usize) -> Result<()> {
         rows::truncate_rows(x, rows)
     }

@@ -11,6 +11,7 @@ pub(crate) fn model_config(keys: &MetaKeys<'_>) -> Result<ModelConfig> {
     let architecture = match arch_name {
         "llama" => Architecture::Llama,
         "qwen2" => Architecture::Qwen2,
+        "qwen3" => Architecture::Qwen3,
         other => {
             return Err(Error::UnsupportedModelType { path: keys.path.to_path_buf(), model_type: other.to_string() });
         }
@@ -84,6 +85,7 @@ pub(crate) fn model_config(keys: &MetaKeys<'_>) -> Result<ModelConfig> {
         tie_word_embeddings: !has("output.weight"),
         qkv_bias,
         o_bias,
+        qk_norm: has("blk.0.attn_q_norm.weight"),
         bos_token_id: keys.opt_u32("tokenizer.ggml.bos_token_id")?,
         eos_token_ids,
         max_position_embeddings: keys.usize(&k("context_length"))?,

@@ -12,6 +12,8 @@ const LAYER_PARTS: &[(&str, &str)] = &[
     ("ffn_gate", "mlp.gate_proj"),
     ("ffn_up", "mlp.up_proj"),
     ("ffn_down", "mlp.down_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
 ];
 
 /// Whole-model parts: (GGUF stem, Hugging Face stem). Llama 3.x files carry RoPE frequency

@@ -80,6 +80,12 @@ impl<B: Backend> Model<B> {
                     k: linear(b, source, &format!("{p}.self_attn.k_proj"), config.qkv_bias)?,
                     v: linear(b, source, &format!("{p}.self_attn.v_proj"), config.qkv_bias)?,
                     o: linear(b, source, &format!("{p}.self_attn.o_proj"), config.o_bias)?,
+                    q_norm: (config.qk_norm)
+                        .then(|| upload(b, source, &format!("{p}.self_attn.q_norm.weight")))
+                        .transpose()?,
+                    k_norm: (config.qk_norm)
+                        .then(|| upload(b, source, &format!("{p}.self_attn.k_norm.weight")))
+                        .transpose()?,
                 },
                 mlp: Mlp {
                     gate: linear(b, source, &format!("{p}.mlp.gate_proj"), false)?,

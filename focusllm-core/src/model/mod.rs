@@ -47,6 +47,10 @@ pub(crate) struct Attention<B: Backend> {
     pub v: Linear<B>,
     /// Output projection.
     pub o: Linear<B>,
+    /// The per-head RMSNorm weight of the queries (`head_dim` values), where the model has one.
+    pub q_norm: Option<B::Weight>,
+    /// The same for the keys.
+    pub k_norm: Option<B::Weight>,
 }
 
 /// The SwiGLU MLP of one layer.
@@ -366,6 +370,17 @@ impl<B: Backend> Model<B> {
         Ok(y)
     }
 
+    /// `x` (`[rows, heads * head_dim]`) with each head RMS-normalised by `weight`, or `x` itself
+    /// when the model has no such norm.
+    fn head_norm(&self, x: B::Tensor, weight: Option<&B::Weight>) -> Result<B::Tensor> {
+        let Some(weight) = weight else { return Ok(x) };
+        let b = self.checked();
+        let (rows, cols) = b.dims(&x);
+        let d = self.config.head_dim;
+        let heads = b.reshape(x, rows * cols / d, d)?;
+        b.reshape(b.rms_norm(&heads, weight, self.config.rms_norm_eps)?, rows, cols)
+    }
+
     fn layer_forward(
         &self,
         l: usize,
@@ -385,6 +400,8 @@ impl<B: Backend> Model<B> {
         let q = self.project(&x, &layer.attn.q, cand.q.as_ref(), rows)?;
         let k = self.project(&x, &layer.attn.k, cand.k.as_ref(), rows)?;
         let v = self.project(&x, &layer.attn.v, cand.v.as_ref(), rows)?;
+        let q = self.head_norm(q, layer.attn.q_norm.as_ref())?;
+        let k = self.head_norm(k, layer.attn.k_norm.as_ref())?;
 
         // Rotate the new queries and keys at their positions (past..past + n), append the keys and
         // values to each cache, and attend over each cache where it is.

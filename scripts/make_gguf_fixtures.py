@@ -64,6 +64,28 @@ CHAT_TEMPLATE = (
 )
 
 
+def finish(writer):
+    """Writes the header, the metadata and the tensors, and closes the file."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def add_vocabulary(writer, tok):
+    """The byte-level BPE vocabulary of a `tokenizer.json` as `tokenizer.ggml.*` (model gpt2)."""
+    vocab = tok["model"]["vocab"]
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    special = {a["content"] for a in tok["added_tokens"] if a["special"]}
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t in special else 1 for t in tokens])
+    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]])
+
+
 def write_types(out):
     rng = np.random.default_rng(1234)
     writer = GGUFWriter(os.path.join(out, "types.gguf"), "llama")
@@ -79,10 +101,7 @@ def write_types(out):
             writer.add_tensor(f"t.{name}", raw)
         else:
             writer.add_tensor(f"t.{name}", raw, raw_dtype=qtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
     save_file(expected, os.path.join(out, "types_expected.safetensors"))
 
 
@@ -121,10 +140,7 @@ def write_blocks(out):
             raw = random_blocks(rng, qtype, name, rows, cols)
         expected[f"t.{name}"] = np.ascontiguousarray(dequantize(raw, qtype).astype(np.float32).reshape(rows, cols))
         writer.add_tensor(f"t.{name}", raw, raw_dtype=qtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
     save_file(expected, os.path.join(out, "blocks_expected.safetensors"))
 
 
@@ -191,16 +207,7 @@ def write_tiny(out, fixture, half, file_name=None):
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     writer.add_vocab_size(config["vocab_size"])
 
-    vocab = tok["model"]["vocab"]
-    tokens = [None] * len(vocab)
-    for t, i in vocab.items():
-        tokens[i] = t
-    special = {a["content"] for a in tok["added_tokens"] if a["special"]}
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list(tokens)
-    writer.add_token_types([3 if t in special else 1 for t in tokens])
-    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]])
+    add_vocabulary(writer, tok)
     writer.add_bos_token_id(config["bos_token_id"])
     writer.add_eos_token_id(config["eos_token_id"])
     writer.add_add_bos_token(True)
@@ -238,10 +245,7 @@ def write_tiny(out, fixture, half, file_name=None):
     if rope["rope_type"] == "llama3":
         # As llama.cpp's converter writes Llama 3.x: the scaling as a tensor, no scaling keys.
         writer.add_tensor("rope_freqs.weight", llama3_frequency_factors(config))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
 
 
 def small_llama_writer(path, width, heads, kv_heads):
@@ -276,12 +280,7 @@ def write_tiny_qwen3(out):
     rng = np.random.default_rng(3)
     tok = json.load(open(os.path.join(ROOT, "tests", "fixtures", "tiny-llama", "tokenizer.json")))
     hidden, heads, kv_heads, head_dim, ffn, layers = 64, 4, 2, 16, 160, 2
-    vocab = tok["model"]["vocab"]
-    tokens = [None] * len(vocab)
-    for t, i in vocab.items():
-        tokens[i] = t
-    special = {a["content"] for a in tok["added_tokens"] if a["special"]}
-
+    vocab_size = len(tok["model"]["vocab"])
     writer = GGUFWriter(os.path.join(out, "tiny-qwen3.gguf"), "qwen3")
     writer.add_name("tiny-qwen3")
     writer.add_context_length(512)
@@ -294,12 +293,8 @@ def write_tiny_qwen3(out):
     writer.add_value_length(head_dim)
     writer.add_rope_freq_base(1000000.0)
     writer.add_layer_norm_rms_eps(1e-6)
-    writer.add_vocab_size(len(tokens))
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list(tokens)
-    writer.add_token_types([3 if t in special else 1 for t in tokens])
-    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]])
+    writer.add_vocab_size(vocab_size)
+    add_vocabulary(writer, tok)
     writer.add_bos_token_id(0)
     writer.add_eos_token_id(1)
     writer.add_add_bos_token(True)
@@ -311,9 +306,9 @@ def write_tiny_qwen3(out):
     def norm(n):
         return (1.0 + 0.2 * rng.standard_normal(n)).astype(np.float32)
 
-    writer.add_tensor("token_embd.weight", rng.standard_normal((len(tokens), hidden)).astype(np.float32))
+    writer.add_tensor("token_embd.weight", rng.standard_normal((vocab_size, hidden)).astype(np.float32))
     writer.add_tensor("output_norm.weight", norm(hidden))
-    writer.add_tensor("output.weight", matrix(len(tokens), hidden))
+    writer.add_tensor("output.weight", matrix(vocab_size, hidden))
     for l in range(layers):
         p = f"blk.{l}."
         writer.add_tensor(p + "attn_norm.weight", norm(hidden))
@@ -327,10 +322,7 @@ def write_tiny_qwen3(out):
         writer.add_tensor(p + "ffn_gate.weight", matrix(ffn, hidden))
         writer.add_tensor(p + "ffn_up.weight", matrix(ffn, hidden))
         writer.add_tensor(p + "ffn_down.weight", matrix(hidden, ffn))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
 
 
 def write_fuzz_seed(path):
@@ -354,10 +346,7 @@ def write_fuzz_seed(path):
     q("blk.0.ffn_gate.weight", rand(32, 32), T.Q8_0)
     q("blk.0.ffn_up.weight", rand(32, 32), T.Q4_0)
     q("blk.0.ffn_down.weight", rand(32, 32), T.Q4_1)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
 
 
 def write_fuzz_seed_blocks(path):
@@ -383,10 +372,7 @@ def write_fuzz_seed_blocks(path):
     blocks("blk.0.ffn_gate.weight", 256, 256, T.Q4_K)
     blocks("blk.0.ffn_up.weight", 256, 256, T.Q5_K)
     blocks("blk.0.ffn_down.weight", 256, 256, T.Q6_K)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
 
 
 SPM_TEXTS = ["hello world", "abc ab a", " hello  world", "h\u00e9llo w\u00f6rld!", "a\nb", "<s>hello</s>"]
@@ -412,10 +398,7 @@ def write_spm_vocab(out):
     writer.add_unk_token_id(0)
     writer.add_add_bos_token(True)
     writer.add_add_space_prefix(True)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
 
     from transformers import AutoTokenizer
 

@@ -12,7 +12,6 @@ model=$(bash scripts/fetch_model.sh)
 bin=$(bash scripts/build_llama_cpp.sh)
 out="${FOCUSLLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/focusllm}/requantized"
 mkdir -p "$out"
-python3 -m pip install -q numpy safetensors gguf diskcache jinja2 typing-extensions >&2
 files=("$model")
 for type in Q4_K_M Q5_K_M Q6_K IQ4_XS Q3_K_M; do
   f="$out/SmolLM2-135M-Instruct.$type.gguf"
@@ -29,7 +28,11 @@ for f in "${files[@]}"; do
   stem=$(basename "$f" .gguf)
   [ -s "$out/$stem.safetensors" ] || missing+=("$f")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  PYTHONPATH="$bin/../../python" python3 scripts/make_llama_cpp_golden.py --out "$out" "${missing[@]}" >&2
+tokens=()
+[ -s "$out/$(basename "$model" .gguf).tokens.json" ] || tokens=(--tokens "$model")
+if [ ${#missing[@]} -gt 0 ] || [ ${#tokens[@]} -gt 0 ]; then
+  # What the golden-maker and the bindings import (only when there is something to record).
+  python3 -m pip install -q numpy safetensors gguf diskcache jinja2 typing-extensions >&2
+  PYTHONPATH="$bin/../../python" python3 scripts/make_llama_cpp_golden.py --out "$out" "${tokens[@]}" "${missing[@]}" >&2
 fi
 echo "$out"

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use common::{default_model, skip_or_fail};
 use focusllm::{prefill, Control, Pipeline};
+use focusllm_testdata::golden::{ids, logit_cases, LogitCase};
 
 /// Largest |logit difference| over a row, relative to the row's largest |logit|.
 const MAX_DIFF_TOL: f32 = 0.25;
@@ -57,27 +58,14 @@ struct Case {
     logits: Vec<f32>,
 }
 
-fn cases(dir: &std::path::Path, stem: &str) -> Vec<Case> {
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{stem}.json"))).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join(format!("{stem}.safetensors"))).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-    };
-    meta["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let name = c["name"].as_str().unwrap().to_string();
-            let view = tensors.tensor(&format!("logits.{name}")).unwrap();
-            Case {
-                ids: ids(&c["ids"]),
-                greedy: ids(&c["greedy"]),
-                logits: view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-                name,
-            }
+fn cases(dir: &Path, stem: &str) -> Vec<Case> {
+    logit_cases(dir, stem)
+        .into_iter()
+        .map(|LogitCase { meta: c, logits }| Case {
+            name: c["name"].as_str().unwrap().to_string(),
+            ids: ids(&c["ids"]),
+            greedy: ids(&c["greedy"]),
+            logits,
         })
         .collect()
 }
@@ -211,7 +199,7 @@ fn tokenizer_matches_llama_cpp() {
     let mut tokens = 0;
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let want = ids(&case["ids"]);
         tokens += want.len();
         if tokenizer.encode(text).unwrap() != want {
             differ.push(text.to_string());

@@ -18,6 +18,7 @@ mod common;
 use common::{default_model, max_abs_diff};
 use focusllm::gguf::GgufFile;
 use focusllm::{prefill, ChatMessage, Control, Pipeline};
+use focusllm_testdata::golden::{ids, logit_cases, LogitCase};
 
 const LOGIT_TOL: f32 = 5e-4;
 
@@ -31,34 +32,21 @@ struct Case {
 }
 
 fn golden() -> Vec<Case> {
-    let dir = common::fixture_dir("smollm2");
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("golden.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-    };
-    meta["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let name = c["name"].as_str().unwrap().to_string();
-            let view = tensors.tensor(&format!("logits.{name}")).unwrap();
-            Case {
-                text: c["text"].as_str().unwrap().to_string(),
-                messages: c.get("messages").map(|m| {
-                    m.as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
-                        .collect()
-                }),
-                ids: ids(&c["ids"]),
-                greedy: ids(&c["greedy"]),
-                logits: view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-                name,
-            }
+    logit_cases(&common::fixture_dir("smollm2"), "golden")
+        .into_iter()
+        .map(|LogitCase { meta: c, logits }| Case {
+            name: c["name"].as_str().unwrap().to_string(),
+            text: c["text"].as_str().unwrap().to_string(),
+            messages: c.get("messages").map(|m| {
+                m.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+                    .collect()
+            }),
+            ids: ids(&c["ids"]),
+            greedy: ids(&c["greedy"]),
+            logits,
         })
         .collect()
 }

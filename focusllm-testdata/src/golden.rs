@@ -39,7 +39,38 @@ pub fn golden(name: &str) -> Vec<Case> {
         .collect()
 }
 
+/// One case of a golden written as `STEM.json` (`{"cases": [{"name": ..., ...}]}`) beside
+/// `STEM.safetensors` (the f32 tensor `logits.<name>` of each case): the case's JSON object and
+/// those logits, flattened.
+pub struct LogitCase {
+    /// The case's JSON object (its `name`, `ids`, `greedy`, ...).
+    pub meta: Value,
+    /// Its logits, row-major.
+    pub logits: Vec<f32>,
+}
+
+/// The cases of the golden `dir/STEM.json` and `dir/STEM.safetensors`.
+pub fn logit_cases(dir: &std::path::Path, stem: &str) -> Vec<LogitCase> {
+    let read = |ext: &str| {
+        let path = dir.join(format!("{stem}.{ext}"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let meta: Value = serde_json::from_slice(&read("json")).unwrap();
+    let bytes = read("safetensors");
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    meta["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let view = tensors.tensor(&format!("logits.{}", c["name"].as_str().unwrap())).unwrap();
+            let logits = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            LogitCase { meta: c.clone(), logits }
+        })
+        .collect()
+}
+
 /// A JSON array of token ids.
-pub(crate) fn ids(v: &Value) -> Vec<u32> {
+pub fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }

@@ -25,6 +25,14 @@ tests/fixtures/gguf/tiny-qwen3.gguf
     A tiny random Qwen3-style model (per-head q/k RMSNorm) written directly in llama.cpp's `qwen3`
     layout, f32 weights; its reference is llama.cpp itself (scripts/make_llama_cpp_golden.py).
 
+tests/fixtures/gguf/tiny-gemma3.gguf
+    A tiny random Gemma 3 model written directly in llama.cpp's `gemma3` layout, f32 weights: norms
+    stored as llama.cpp's converter stores them (1 + w), q/k norms, tied embeddings, three layers of
+    which the first two slide over a window of 24 positions (`attention.sliding_window_pattern` as
+    a list of flags) with their own RoPE base (`rope.freq_base_swa`); its reference is llama.cpp.
+    tests/fixtures/tiny-gemma3 holds the same model as a Hugging Face directory (`gemma3_text`
+    config.json as transformers writes it, norms as w, the tiny-llama tokenizer.json).
+
 tests/fixtures/gguf/tiny-mistral.gguf
     The tiny random Mistral-style model of tests/fixtures/tiny-mistral (made by
     make_tiny_fixtures.py: GQA, head_dim 16 != hidden/heads, linear RoPE scaling, untied head, f16
@@ -33,9 +41,9 @@ tests/fixtures/gguf/tiny-mistral.gguf
     the byte-level BPE tokenizer as `tokenizer.ggml.*` (model gpt2), and a chat template. Since the
     values are the same f16 numbers, loading it must give exactly the model of the HF directory.
 
-fuzz/seeds/gguf_parse/tiny-llama.gguf
-    A one-layer llama GGUF with every supported tensor type and a byte-level tokenizer: the seed
-    corpus of the cargo-fuzz target (fuzz/fuzz_targets/gguf_parse.rs).
+fuzz/seeds/gguf_parse/tiny-llama.gguf, tiny-llama-blocks.gguf, tiny-gemma3.gguf
+    One-layer llama GGUFs with every supported tensor type and a byte-level tokenizer, and a
+    one-layer gemma3 one: the seed corpus of the cargo-fuzz target (fuzz/fuzz_targets/gguf_parse.rs).
 
 tests/fixtures/gguf/spm-vocab.gguf, spm_expected.json
     A SentencePiece-style vocabulary (`tokenizer.ggml.model` llama: byte tokens, scores, no
@@ -248,10 +256,10 @@ def write_tiny(out, fixture, half, file_name=None):
     finish(writer)
 
 
-def small_llama_writer(path, width, heads, kv_heads):
-    """A GGUF writer with the metadata of a one-layer llama of `width` (also the MLP's) and an
-    8-token byte-level vocabulary, for the fuzz seeds."""
-    writer = GGUFWriter(path, "llama")
+def small_llama_writer(path, width, heads, kv_heads, arch="llama"):
+    """A GGUF writer with the metadata of a one-layer model of architecture `arch` (llama by
+    default) of `width` (also the MLP's) and an 8-token byte-level vocabulary, for the fuzz seeds."""
+    writer = GGUFWriter(path, arch)
     writer.add_context_length(64)
     writer.add_embedding_length(width)
     writer.add_feed_forward_length(width)
@@ -325,6 +333,102 @@ def write_tiny_qwen3(out):
     finish(writer)
 
 
+def write_tiny_gemma3(out):
+    """A tiny random Gemma 3 model in llama.cpp's `gemma3` layout (see the module doc), with the
+    tiny-llama fixture's byte-level BPE vocabulary."""
+    rng = np.random.default_rng(5)
+    tok = json.load(open(os.path.join(ROOT, "tests", "fixtures", "tiny-llama", "tokenizer.json")))
+    hidden, heads, kv_heads, head_dim, ffn, layers = 64, 4, 2, 32, 128, 3
+    vocab_size = len(tok["model"]["vocab"])
+    writer = GGUFWriter(os.path.join(out, "tiny-gemma3.gguf"), "gemma3")
+    writer.add_name("tiny-gemma3")
+    writer.add_context_length(8192)
+    writer.add_embedding_length(hidden)
+    writer.add_feed_forward_length(ffn)
+    writer.add_block_count(layers)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_freq_base(1000000.0)
+    writer.add_float32("gemma3.rope.freq_base_swa", 20000.0)
+    writer.add_sliding_window(24)
+    writer.add_array("gemma3.attention.sliding_window_pattern", [True, True, False])
+    writer.add_layer_norm_rms_eps(1e-6)
+    add_vocabulary(writer, tok)
+    writer.add_bos_token_id(0)
+    writer.add_eos_token_id(1)
+    writer.add_add_bos_token(True)
+
+    def matrix(rows, cols):
+        return (rng.standard_normal((rows, cols)) / cols**0.5).astype(np.float32)
+
+    def norm(n):
+        # Stored as 1 + w, as llama.cpp's converter stores Gemma's norms.
+        return (1.0 + 0.2 * rng.standard_normal(n)).astype(np.float32)
+
+    # (GGUF name, Hugging Face name, value as GGUF stores it); HF norms are the stored value - 1.
+    tensors = [
+        ("token_embd", "model.embed_tokens", (0.2 * rng.standard_normal((vocab_size, hidden))).astype(np.float32)),
+        ("output_norm", "model.norm", norm(hidden)),
+    ]
+    for l in range(layers):
+        g, h = f"blk.{l}.", f"model.layers.{l}."
+        tensors += [
+            (g + "attn_norm", h + "input_layernorm", norm(hidden)),
+            (g + "attn_q", h + "self_attn.q_proj", matrix(heads * head_dim, hidden)),
+            (g + "attn_k", h + "self_attn.k_proj", matrix(kv_heads * head_dim, hidden)),
+            (g + "attn_v", h + "self_attn.v_proj", matrix(kv_heads * head_dim, hidden)),
+            (g + "attn_q_norm", h + "self_attn.q_norm", norm(head_dim)),
+            (g + "attn_k_norm", h + "self_attn.k_norm", norm(head_dim)),
+            (g + "attn_output", h + "self_attn.o_proj", matrix(hidden, heads * head_dim)),
+            (g + "post_attention_norm", h + "post_attention_layernorm", norm(hidden)),
+            (g + "ffn_norm", h + "pre_feedforward_layernorm", norm(hidden)),
+            (g + "ffn_gate", h + "mlp.gate_proj", matrix(ffn, hidden)),
+            (g + "ffn_up", h + "mlp.up_proj", matrix(ffn, hidden)),
+            (g + "ffn_down", h + "mlp.down_proj", matrix(hidden, ffn)),
+            (g + "post_ffw_norm", h + "post_feedforward_layernorm", norm(hidden)),
+        ]
+    for name, _, value in tensors:
+        writer.add_tensor(name + ".weight", value)
+    finish(writer)
+
+    hf_dir = os.path.join(ROOT, "tests", "fixtures", "tiny-gemma3")
+    os.makedirs(hf_dir, exist_ok=True)
+    hf = {h + ".weight": (v - np.float32(1.0) if "norm" in g else v) for g, h, v in tensors}
+    save_file(hf, os.path.join(hf_dir, "model.safetensors"), metadata={"format": "pt"})
+    config = {
+        "architectures": ["Gemma3ForCausalLM"],
+        "model_type": "gemma3_text",
+        "hidden_size": hidden,
+        "intermediate_size": ffn,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "max_position_embeddings": 8192,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "rope_local_base_freq": 20000.0,
+        "rope_scaling": None,
+        "sliding_window": 24,
+        "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
+        "query_pre_attn_scalar": head_dim,
+        "final_logit_softcapping": None,
+        "attn_logit_softcapping": None,
+        "attention_bias": False,
+        "vocab_size": vocab_size,
+        "tie_word_embeddings": True,
+        "bos_token_id": 0,
+        "eos_token_id": 1,
+        "torch_dtype": "float32",
+    }
+    json.dump(config, open(os.path.join(hf_dir, "config.json"), "w"), indent=2)
+    with open(os.path.join(ROOT, "tests", "fixtures", "tiny-llama", "tokenizer.json")) as src:
+        open(os.path.join(hf_dir, "tokenizer.json"), "w").write(src.read())
+
+
 def write_fuzz_seed(path):
     """A complete but minimal llama GGUF (one layer, 8 tokens, every supported tensor type), the
     seed of the cargo-fuzz target in fuzz/."""
@@ -375,6 +479,31 @@ def write_fuzz_seed_blocks(path):
     finish(writer)
 
 
+def write_fuzz_seed_gemma3(path):
+    """A minimal gemma3 GGUF (one sliding layer of window 4, sandwich and q/k norms): a third seed
+    of the GGUF target, reaching the Gemma 3 metadata and norm conventions."""
+    rng = np.random.default_rng(9)
+    writer = small_llama_writer(path, 32, 2, 1, arch="gemma3")
+    writer.add_key_length(16)
+    writer.add_value_length(16)
+    writer.add_sliding_window(4)
+    writer.add_array("gemma3.attention.sliding_window_pattern", [True])
+    writer.add_float32("gemma3.rope.freq_base_swa", 10000.0)
+
+    def rand(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    T = GGMLQuantizationType
+    writer.add_tensor("token_embd.weight", quantize(rand(8, 32), T.Q8_0), raw_dtype=T.Q8_0)
+    for name, shape in [("output_norm", (32,)), ("blk.0.attn_norm", (32,)), ("blk.0.attn_q", (32, 32)),
+                        ("blk.0.attn_k", (16, 32)), ("blk.0.attn_v", (16, 32)), ("blk.0.attn_q_norm", (16,)),
+                        ("blk.0.attn_k_norm", (16,)), ("blk.0.attn_output", (32, 32)),
+                        ("blk.0.post_attention_norm", (32,)), ("blk.0.ffn_norm", (32,)), ("blk.0.ffn_gate", (32, 32)),
+                        ("blk.0.ffn_up", (32, 32)), ("blk.0.ffn_down", (32, 32)), ("blk.0.post_ffw_norm", (32,))]:
+        writer.add_tensor(name + ".weight", rand(*shape))
+    finish(writer)
+
+
 SPM_TEXTS = ["hello world", "abc ab a", " hello  world", "h\u00e9llo w\u00f6rld!", "a\nb", "<s>hello</s>"]
 
 
@@ -422,10 +551,12 @@ def main():
     write_tiny_mistral(args.out)
     write_tiny_llama3(args.out)
     write_tiny_qwen3(args.out)
+    write_tiny_gemma3(args.out)
     seeds = os.path.join(ROOT, "fuzz", "seeds", "gguf_parse")
     os.makedirs(seeds, exist_ok=True)
     write_fuzz_seed(os.path.join(seeds, "tiny-llama.gguf"))
     write_fuzz_seed_blocks(os.path.join(seeds, "tiny-llama-blocks.gguf"))
+    write_fuzz_seed_gemma3(os.path.join(seeds, "tiny-gemma3.gguf"))
     write_spm_vocab(args.out)
     for f in sorted(os.listdir(args.out)):
         print(f, os.path.getsize(os.path.join(args.out, f)))

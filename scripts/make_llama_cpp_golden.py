@@ -11,14 +11,14 @@ the build scripts/build_llama_cpp.sh makes, so the very same library) records:
   - `logits`:  float32 [25, vocab]: the logits at the last prompt position and after each greedy
                token (teacher forcing: row i+1 follows `greedy[i]`).
 
-Output: OUT/<stem>.json and OUT/<stem>.safetensors per file, and OUT/<stem>.tokens.json for the
+Output: OUT/<stem>.json and OUT/<stem>.safetensors per file, and OUT/<stem>.tokens.json for each
 file given with --tokens: llama.cpp's tokenization of a few hundred lines of mixed text (the
 repository's README and design documents, and lines of other scripts, emoji and special tokens).
 First, the dequantised values the committed fixtures expect
 (tests/fixtures/gguf/{types,blocks}_expected.safetensors, written with `gguf.quants`) are checked
 bit for bit against llama.cpp's own `to_float` of each block type.
 
-Usage: python3 scripts/make_llama_cpp_golden.py --out DIR [--tokens FILE.gguf] FILE.gguf...
+Usage: python3 scripts/make_llama_cpp_golden.py --out DIR [--tokens FILE.gguf]... FILE.gguf...
 Needs: numpy, safetensors, gguf, and the bindings' own dependencies (diskcache, jinja2,
 typing-extensions); PYTHONPATH must hold the bindings (scripts/make_requantized.sh sets it).
 """
@@ -159,13 +159,14 @@ def check_dequantization():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    parser.add_argument("--tokens", help="a GGUF file whose tokenization of the mixed lines to record")
+    parser.add_argument("--tokens", action="append", default=[],
+                        help="a GGUF file whose tokenization of the mixed lines to record (repeatable)")
     parser.add_argument("files", nargs="*")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     check_dequantization()
-    if args.tokens:
-        record_tokens(args.tokens, args.out)
+    for f in args.tokens:
+        record_tokens(f, args.out)
     for f in args.files:
         record(f, args.out)
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The default model requantised by llama.cpp's own llama-quantize (--allow-requantize) into the
-# formats people download (Q4_K_M, Q5_K_M, Q6_K, IQ4_XS, Q3_K_M), with llama.cpp's logits for them
-# and for three committed tiny GGUF fixtures (scripts/make_llama_cpp_golden.py), for
-# tests/llama_cpp_golden.rs and the README's tables.
+# formats people download (Q4_K_M, Q5_K_M, Q6_K, IQ4_XS, Q3_K_M), with llama.cpp's logits for them,
+# for a real third-party file (Gemma 3 270M Q4_K_M, scripts/fetch_gemma3.sh) and for the committed
+# tiny GGUF fixtures (scripts/make_llama_cpp_golden.py; those goldens are committed, in
+# tests/fixtures/gguf/llama_cpp), and llama.cpp's tokenization with the default model's and Gemma's
+# vocabularies, for tests/llama_cpp_golden.rs, the backends' conformance suite and the README.
 # Writes $FOCUSLLM_CACHE/requantized/ (default ~/.cache/focusllm) and prints that directory; files
 # already there are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 model=$(bash scripts/fetch_model.sh)
+gemma=$(bash scripts/fetch_gemma3.sh)
 bin=$(bash scripts/build_llama_cpp.sh)
 out="${FOCUSLLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/focusllm}/requantized"
 mkdir -p "$out"
@@ -21,18 +24,32 @@ for type in Q4_K_M Q5_K_M Q6_K IQ4_XS Q3_K_M; do
   fi
   files+=("$f")
 done
-# The committed Llama 3.x-style (RoPE frequency factors), Mistral-style and Qwen3-style fixtures too.
-files+=(tests/fixtures/gguf/tiny-llama3.gguf tests/fixtures/gguf/tiny-mistral.gguf tests/fixtures/gguf/tiny-qwen3.gguf)
+files+=("$gemma")
+# The committed tiny Llama 3.x-style (RoPE frequency factors), Mistral-style, Qwen3-style and Gemma
+# 3-style fixtures: their goldens are small and committed beside them (recorded when missing).
+tiny_out=tests/fixtures/gguf/llama_cpp
+tiny=()
+for stem in tiny-llama3 tiny-mistral tiny-qwen3 tiny-gemma3; do
+  [ -s "$tiny_out/$stem.safetensors" ] || tiny+=("tests/fixtures/gguf/$stem.gguf")
+done
 missing=()
 for f in "${files[@]}"; do
   stem=$(basename "$f" .gguf)
   [ -s "$out/$stem.safetensors" ] || missing+=("$f")
 done
 tokens=()
-[ -s "$out/$(basename "$model" .gguf).tokens.json" ] || tokens=(--tokens "$model")
-if [ ${#missing[@]} -gt 0 ] || [ ${#tokens[@]} -gt 0 ]; then
+for f in "$model" "$gemma"; do
+  [ -s "$out/$(basename "$f" .gguf).tokens.json" ] || tokens+=(--tokens "$f")
+done
+if [ ${#missing[@]} -gt 0 ] || [ ${#tokens[@]} -gt 0 ] || [ ${#tiny[@]} -gt 0 ]; then
   # What the golden-maker and the bindings import (only when there is something to record).
   python3 -m pip install -q numpy safetensors gguf diskcache jinja2 typing-extensions >&2
-  PYTHONPATH="$bin/../../python" python3 scripts/make_llama_cpp_golden.py --out "$out" "${tokens[@]}" "${missing[@]}" >&2
+  export PYTHONPATH="$bin/../../python"
+  if [ ${#missing[@]} -gt 0 ] || [ ${#tokens[@]} -gt 0 ]; then
+    python3 scripts/make_llama_cpp_golden.py --out "$out" "${tokens[@]}" "${missing[@]}" >&2
+  fi
+  if [ ${#tiny[@]} -gt 0 ]; then
+    python3 scripts/make_llama_cpp_golden.py --out "$tiny_out" "${tiny[@]}" >&2
+  fi
 fi
 echo "$out"

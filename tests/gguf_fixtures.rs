@@ -164,6 +164,38 @@ fn qwen3_gguf_loads_with_its_head_norms() {
 }
 
 #[test]
+fn gemma3_config_json_is_the_gguf_model() {
+    // The same tiny Gemma 3 as a Hugging Face directory (`gemma3_text`, norms as w, the layer types
+    // listed) and as llama.cpp's GGUF (norms stored as 1 + w, the pattern as per-layer flags, the
+    // local RoPE base as `rope.freq_base_swa`): one model. The GGUF's logits are checked against
+    // llama.cpp in tests/llama_cpp_golden.rs.
+    let from_gguf = Pipeline::load(gguf_fixture("tiny-gemma3.gguf"), common::cpu()).unwrap();
+    let hf = load("tiny-gemma3");
+    let (a, mut b) = (hf.model().config().clone(), from_gguf.model().config().clone());
+    use focusllm::{Activation, Architecture, LayerType};
+    assert_eq!(a.architecture, Architecture::Gemma3);
+    assert_eq!(a.layer_types, [LayerType::Sliding, LayerType::Sliding, LayerType::Full]);
+    assert_eq!((a.sliding_window, a.rope_local_theta, a.hidden_act), (Some(24), Some(20000.0), Activation::GeluTanh));
+    assert!(a.sandwich_norms && a.norm_unit_offset && a.scale_embeddings && a.qk_norm && a.tie_word_embeddings);
+    // GGUF files carry no query_pre_attn_scalar (llama.cpp takes head_dim): the same scale here.
+    assert_eq!((a.query_pre_attn_scalar, b.query_pre_attn_scalar), (Some(32.0), None));
+    assert_eq!(a.attention_scale(), b.attention_scale());
+    b.query_pre_attn_scalar = a.query_pre_attn_scalar;
+    assert_eq!(a, b);
+    let file = GgufFile::open(gguf_fixture("tiny-gemma3.gguf")).unwrap();
+    let hf_weights = focusllm::SafetensorsWeights::from_dir(fixture_dir("tiny-gemma3")).unwrap();
+    for name in hf_weights.names() {
+        let want = hf_weights.tensor(name).unwrap().unwrap().to_f32();
+        assert_eq!(file.tensor(name).unwrap().unwrap().to_f32(), want, "{name}: the GGUF serves HF values");
+    }
+    let ids: Vec<u32> = (0..120).map(|i| (i * 37 + 11) % 300).collect();
+    let (m1, m2) = (hf.model(), from_gguf.model());
+    let l1 = m1.forward_one(&ids, &mut m1.new_cache(), LogitsFor::All).unwrap();
+    let l2 = m2.forward_one(&ids, &mut m2.new_cache(), LogitsFor::All).unwrap();
+    assert_eq!(l1.data, l2.data, "GGUF and HF loads differ");
+}
+
+#[test]
 fn tiny_mistral_chat_template_renders() {
     let file = GgufFile::open(gguf_fixture("tiny-mistral.gguf")).unwrap();
     let template = file.chat_template().expect("template present").unwrap();

@@ -7,14 +7,16 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use crate::config::Activation;
 use crate::error::Result;
 use crate::weights::HostTensor;
 
 /// Where one sequence's rows lie in the packed queries of an attention call and in its own keys
 /// and values ([`KeyValues`]).
 ///
-/// Query row `i` (0-based within the sequence) sits at key position `kv_len - q_len + i` and attends
-/// to keys `0..=kv_len - q_len + i` (causal over past ++ new).
+/// Query row `i` (0-based within the sequence) sits at key position `p = kv_len - q_len + i` and
+/// attends to keys `0..=p` (causal over past ++ new), or with a [`HeadLayout::window`] `w` to the
+/// last `w` of them, `p + 1 - w..=p`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionSeq {
     /// First row of this sequence in the packed queries.
@@ -74,7 +76,7 @@ pub fn packed_key_values<'a, B: Backend>(
     Ok((Cow::Owned(k), Cow::Owned(v), packed))
 }
 
-/// Head layout of an attention call.
+/// Head layout of an attention call, with the scale of its scores and the keys each query sees.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HeadLayout {
     /// Query heads.
@@ -83,6 +85,23 @@ pub struct HeadLayout {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// Factor of the scores `q . k` before the softmax (`1 / sqrt(head_dim)` for most models).
+    pub scale: f32,
+    /// With `Some(w)`, each query sees only the last `w` keys up to its own position (a sliding
+    /// window layer); `None`: every earlier key.
+    pub window: Option<usize>,
+}
+
+impl HeadLayout {
+    /// Full causal attention scaled by `1 / sqrt(head_dim)`.
+    pub fn new(num_heads: usize, num_kv_heads: usize, head_dim: usize) -> Self {
+        HeadLayout { num_heads, num_kv_heads, head_dim, scale: 1.0 / (head_dim as f32).sqrt(), window: None }
+    }
+
+    /// The first key (within its sequence) that a query at key position `pos` sees.
+    pub fn first_key(&self, pos: usize) -> usize {
+        self.window.map_or(0, |w| (pos + 1).saturating_sub(w))
+    }
 }
 
 /// A range of rows of a tensor, one piece of a [`Backend::gather_rows`] call.
@@ -104,7 +123,7 @@ pub fn grown_capacity(rows: usize, needed: usize) -> usize {
     needed.saturating_add((rows / 8).max(64))
 }
 
-/// A compute device that can run a LLaMA-family transformer.
+/// A compute device that can run a decoder-only transformer of the supported architectures.
 ///
 /// Every operation is stated in the transformer's terms; the model is written once over them.
 /// Implementations must be deterministic for the same inputs.
@@ -170,8 +189,12 @@ pub trait Backend: Send + Sync + 'static {
         heads: HeadLayout,
     ) -> Result<Self::Tensor>;
 
-    /// SwiGLU gate: `silu(gate) * up`, elementwise.
-    fn swiglu(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
+    /// The gated MLP's activation: `act(gate) * up`, elementwise (SwiGLU with
+    /// [`Activation::Silu`], GeGLU with [`Activation::GeluTanh`]).
+    fn glu(&self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
+
+    /// `x * factor`, elementwise (Gemma's embedding scale).
+    fn scale(&self, x: &Self::Tensor, factor: f32) -> Result<Self::Tensor>;
 
     /// Elementwise sum (the residual connection).
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;

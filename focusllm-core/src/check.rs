@@ -6,6 +6,7 @@
 use std::ops::Range;
 
 use crate::backend::{AttentionSeq, Backend, HeadLayout, KeyValues, RowSlice};
+use crate::config::Activation;
 use crate::error::{Error, Result};
 use crate::weights::HostTensor;
 
@@ -130,10 +131,11 @@ impl<'a, B: Backend> Checked<'a, B> {
         heads: HeadLayout,
     ) -> Result<B::Tensor> {
         let (q_rows, q_cols) = self.0.dims(q);
-        let HeadLayout { num_heads, num_kv_heads, head_dim } = heads;
+        let HeadLayout { num_heads, num_kv_heads, head_dim, scale, window } = heads;
         ensure(num_kv_heads > 0 && head_dim > 0 && num_heads % num_kv_heads == 0, "attention", || {
             format!("{num_heads} heads over {num_kv_heads} kv heads of width {head_dim}")
         })?;
+        ensure(scale.is_finite() && window != Some(0), "attention", || format!("scale {scale}, window {window:?}"))?;
         ensure(q_cols == num_heads * head_dim, "attention", || format!("q width {q_cols} for {heads:?}"))?;
         ensure(kv.len() == seqs.len(), "attention", || {
             format!("{} key/value pairs for {} sequences", kv.len(), seqs.len())
@@ -159,10 +161,16 @@ impl<'a, B: Backend> Checked<'a, B> {
         self.0.attention(q, kv, seqs, heads)
     }
 
-    /// [`Backend::swiglu`] of two tensors of one shape.
-    pub fn swiglu(&self, gate: &B::Tensor, up: &B::Tensor) -> Result<B::Tensor> {
-        self.same_dims("swiglu", gate, up)?;
-        self.0.swiglu(gate, up)
+    /// [`Backend::glu`] of two tensors of one shape.
+    pub fn glu(&self, gate: &B::Tensor, up: &B::Tensor, act: Activation) -> Result<B::Tensor> {
+        self.same_dims("glu", gate, up)?;
+        self.0.glu(gate, up, act)
+    }
+
+    /// [`Backend::scale`] by a finite factor.
+    pub fn scale(&self, x: &B::Tensor, factor: f32) -> Result<B::Tensor> {
+        ensure(factor.is_finite(), "scale", || format!("factor {factor}"))?;
+        self.0.scale(x, factor)
     }
 
     /// [`Backend::add`] of two tensors of one shape.

@@ -6,7 +6,9 @@ use serde_json::{json, Map, Number, Value};
 
 use crate::error::{Error, Result};
 
-/// The architecture families this crate runs; they differ only in which projections carry biases.
+/// The architecture families this crate runs. The model is written once; what tells them apart is
+/// the rest of the configuration (biases, norms, activation, per-layer attention), which each
+/// family's parser sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     /// LLaMA 2/3, SmolLM2 and their relatives.
@@ -17,6 +19,28 @@ pub enum Architecture {
     Qwen2,
     /// Qwen3-style models: each query and key head RMS-normalised before RoPE, no biases.
     Qwen3,
+    /// Gemma 3 text models: GeGLU MLP, scaled embeddings, norms around both sublayers scaling by
+    /// `1 + w`, q/k norms, sliding-window layers with their own RoPE base between global ones.
+    Gemma3,
+}
+
+/// The activation of the gated MLP, `act(gate) * up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// SiLU (SwiGLU): LLaMA, Mistral, Qwen.
+    Silu,
+    /// GELU, tanh approximation (GeGLU): Gemma.
+    GeluTanh,
+}
+
+/// Which keys the attention of one layer sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerType {
+    /// Every earlier position (causal).
+    Full,
+    /// The last [`ModelConfig::sliding_window`] positions, the query's own included, with the
+    /// local RoPE base ([`ModelConfig::rope_local_theta`]).
+    Sliding,
 }
 
 /// How rotary position frequencies are rescaled for long contexts.
@@ -42,7 +66,7 @@ pub enum RopeScaling {
     },
 }
 
-/// The hyper-parameters of a LLaMA-family decoder.
+/// The hyper-parameters of a decoder of one of the [`Architecture`]s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     /// Which family the checkpoint belongs to.
@@ -82,6 +106,25 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
     /// The model's native context window.
     pub max_position_embeddings: usize,
+    /// The gated MLP's activation.
+    pub hidden_act: Activation,
+    /// Whether token embeddings are multiplied by `sqrt(hidden_size)` (Gemma).
+    pub scale_embeddings: bool,
+    /// Whether the attention output and the MLP output are each RMS-normalised before their
+    /// residual add (Gemma's `post_attention_layernorm` / `post_feedforward_layernorm`); the MLP's
+    /// input norm is then `pre_feedforward_layernorm`.
+    pub sandwich_norms: bool,
+    /// Whether every RMSNorm scales by `1 + w` rather than `w` (Gemma, as stored in Hugging Face
+    /// checkpoints; the model adds the 1 at load).
+    pub norm_unit_offset: bool,
+    /// Attention scores are scaled by `1 / sqrt(query_pre_attn_scalar)`; `None` means `head_dim`.
+    pub query_pre_attn_scalar: Option<f32>,
+    /// Positions a [`LayerType::Sliding`] layer attends to (the query's own included).
+    pub sliding_window: Option<usize>,
+    /// The attention of each layer (`num_layers` entries).
+    pub layer_types: Vec<LayerType>,
+    /// RoPE base of the sliding layers (unscaled); `None` when the model has none.
+    pub rope_local_theta: Option<f32>,
 }
 
 /// The widest attention head accepted: far past any model's (256 is the widest common one), and
@@ -116,17 +159,29 @@ impl ModelConfig {
             "mistral" => Architecture::Mistral,
             "qwen2" => Architecture::Qwen2,
             "qwen3" => Architecture::Qwen3,
+            "gemma3_text" => Architecture::Gemma3,
             _ => {
                 return Err(Error::UnsupportedModelType { path: path.to_path_buf(), model_type });
             }
         };
-        if let Some(act) = keys.opt_string("hidden_act")? {
-            if act != "silu" {
-                return Err(invalid("hidden_act", &act, "only SwiGLU (silu) MLPs are supported"));
+        let gemma = architecture == Architecture::Gemma3;
+        let act_key = if gemma { "hidden_activation" } else { "hidden_act" };
+        let hidden_act = match keys.opt_string(act_key)?.as_deref() {
+            None if gemma => Activation::GeluTanh,
+            None | Some("silu") => Activation::Silu,
+            Some("gelu_pytorch_tanh") => Activation::GeluTanh,
+            Some(other) => {
+                return Err(invalid(act_key, &other, "supported: silu (SwiGLU), gelu_pytorch_tanh (GeGLU)"));
+            }
+        };
+        for key in ["final_logit_softcapping", "attn_logit_softcapping"] {
+            if let Some(v) = keys.get(key) {
+                return Err(invalid(key, &short(v), "logit soft-capping is not supported"));
             }
         }
 
         let hidden_size = keys.usize("hidden_size")?;
+        let num_layers = keys.usize("num_hidden_layers")?;
         let num_heads = keys.usize("num_attention_heads")?;
         let num_kv_heads = keys.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
         let head_dim = match keys.opt_usize("head_dim")? {
@@ -139,11 +194,14 @@ impl ModelConfig {
             Architecture::Qwen2 => (true, false),
             _ => (attention_bias, attention_bias),
         };
+        // Mistral's sliding window is not needed within its context and is ignored.
+        let (sliding_window, layer_types, rope_local_theta) =
+            if gemma { keys.gemma_layers(num_layers)? } else { (None, vec![LayerType::Full; num_layers], None) };
         let config = ModelConfig {
             architecture,
             hidden_size,
             intermediate_size: keys.usize("intermediate_size")?,
-            num_layers: keys.usize("num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -151,13 +209,21 @@ impl ModelConfig {
             rope_scaling: keys.rope_scaling()?,
             rms_norm_eps: keys.f32("rms_norm_eps")?,
             vocab_size: keys.usize("vocab_size")?,
-            tie_word_embeddings: keys.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+            tie_word_embeddings: keys.opt_bool("tie_word_embeddings")?.unwrap_or(gemma),
             qkv_bias,
             o_bias,
-            qk_norm: architecture == Architecture::Qwen3,
+            qk_norm: matches!(architecture, Architecture::Qwen3 | Architecture::Gemma3),
             bos_token_id: keys.opt_ids("bos_token_id")?.and_then(|ids| ids.first().copied()),
             eos_token_ids: keys.opt_ids("eos_token_id")?.unwrap_or_default(),
             max_position_embeddings: keys.usize("max_position_embeddings")?,
+            hidden_act,
+            scale_embeddings: gemma,
+            sandwich_norms: gemma,
+            norm_unit_offset: gemma,
+            query_pre_attn_scalar: if gemma { keys.opt_f32("query_pre_attn_scalar")? } else { None },
+            sliding_window,
+            layer_types,
+            rope_local_theta,
         };
         config.validate()?;
         Ok(config)
@@ -225,6 +291,23 @@ impl ModelConfig {
         if let Some(&id) = self.eos_token_ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             return Err(invalid("eos_token_id", &id, "outside the vocabulary"));
         }
+        if self.layer_types.len() != self.num_layers {
+            return Err(invalid("layer_types", &self.layer_types.len(), "must give one type per layer"));
+        }
+        if self.layer_types.contains(&LayerType::Sliding) && self.sliding_window.is_none_or(|w| w == 0) {
+            return Err(invalid(
+                "sliding_window",
+                &format!("{:?}", self.sliding_window),
+                "sliding layers need a positive window",
+            ));
+        }
+        for (key, v) in
+            [("query_pre_attn_scalar", self.query_pre_attn_scalar), ("rope_local_base_freq", self.rope_local_theta)]
+        {
+            if let Some(v) = v.filter(|v| !v.is_finite() || *v <= 0.0) {
+                return Err(invalid(key, &v, "must be a finite positive number"));
+            }
+        }
         Ok(())
     }
 
@@ -238,6 +321,7 @@ impl ModelConfig {
             Architecture::Mistral => ("mistral", "MistralForCausalLM"),
             Architecture::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
             Architecture::Qwen3 => ("qwen3", "Qwen3ForCausalLM"),
+            Architecture::Gemma3 => ("gemma3_text", "Gemma3ForCausalLM"),
         };
         let rope_scaling = match self.rope_scaling {
             RopeScaling::None => Value::Null,
@@ -252,6 +336,10 @@ impl ModelConfig {
                 })
             }
         };
+        let act = match self.hidden_act {
+            Activation::Silu => "silu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+        };
         let eos = match self.eos_token_ids.as_slice() {
             [] => Value::Null,
             [one] => json!(one),
@@ -260,7 +348,7 @@ impl ModelConfig {
         let mut obj = json!({
             "architectures": [class],
             "model_type": model_type,
-            "hidden_act": "silu",
+            "hidden_act": act,
             "hidden_size": self.hidden_size,
             "intermediate_size": self.intermediate_size,
             "num_hidden_layers": self.num_layers,
@@ -279,6 +367,24 @@ impl ModelConfig {
         if self.architecture != Architecture::Qwen2 {
             obj["attention_bias"] = json!(self.qkv_bias || self.o_bias);
         }
+        if self.architecture == Architecture::Gemma3 {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("hidden_act");
+            }
+            obj["hidden_activation"] = json!(act);
+            obj["query_pre_attn_scalar"] = self.query_pre_attn_scalar.map_or(Value::Null, number);
+            obj["sliding_window"] = json!(self.sliding_window);
+            obj["rope_local_base_freq"] = self.rope_local_theta.map_or(Value::Null, number);
+            let types: Vec<&str> = self
+                .layer_types
+                .iter()
+                .map(|t| match t {
+                    LayerType::Full => "full_attention",
+                    LayerType::Sliding => "sliding_attention",
+                })
+                .collect();
+            obj["layer_types"] = json!(types);
+        }
         obj
     }
 
@@ -293,8 +399,9 @@ impl ModelConfig {
         }
         for l in 0..self.num_layers {
             let mut add = |suffix: &str, shape: Vec<usize>| out.push((format!("model.layers.{l}.{suffix}"), shape));
-            add("input_layernorm.weight", vec![h]);
-            add("post_attention_layernorm.weight", vec![h]);
+            for norm in self.layer_norm_names() {
+                add(norm, vec![h]);
+            }
             add("self_attn.q_proj.weight", vec![qd, h]);
             add("self_attn.k_proj.weight", vec![kvd, h]);
             add("self_attn.v_proj.weight", vec![kvd, h]);
@@ -318,6 +425,34 @@ impl ModelConfig {
         out
     }
 
+    /// The RMSNorm weights of every layer (Hugging Face names after `model.layers.N.`): before
+    /// attention, before the MLP, and with [`ModelConfig::sandwich_norms`] after each.
+    pub fn layer_norm_names(&self) -> &'static [&'static str] {
+        if self.sandwich_norms {
+            &[
+                "input_layernorm.weight",
+                "pre_feedforward_layernorm.weight",
+                "post_attention_layernorm.weight",
+                "post_feedforward_layernorm.weight",
+            ]
+        } else {
+            &["input_layernorm.weight", "post_attention_layernorm.weight"]
+        }
+    }
+
+    /// How many keys layer `l` sees behind each query, its own included; `None` for all of them.
+    pub fn layer_window(&self, l: usize) -> Option<usize> {
+        match self.layer_types.get(l) {
+            Some(LayerType::Sliding) => self.sliding_window,
+            _ => None,
+        }
+    }
+
+    /// The scale of attention scores, `1 / sqrt(query_pre_attn_scalar or head_dim)`.
+    pub fn attention_scale(&self) -> f32 {
+        1.0 / self.query_pre_attn_scalar.unwrap_or(self.head_dim as f32).sqrt()
+    }
+
     /// Width of the concatenated query heads.
     pub fn q_dim(&self) -> usize {
         self.num_heads * self.head_dim
@@ -332,14 +467,7 @@ impl ModelConfig {
     ///
     /// Computed in f32 as Hugging Face transformers does, so positions agree to the last bit.
     pub fn rope_inv_freq(&self) -> Vec<f32> {
-        let dim = self.head_dim;
-        let base = self.rope_theta as f64;
-        let mut inv: Vec<f32> = (0..dim / 2)
-            .map(|i| {
-                let exponent = ((2 * i) as f32 / dim as f32) as f64;
-                (1.0 / base.powf(exponent)) as f32
-            })
-            .collect();
+        let mut inv = plain_inv_freq(self.rope_theta, self.head_dim);
         match self.rope_scaling {
             RopeScaling::None => {}
             RopeScaling::Linear { factor } => inv.iter_mut().for_each(|f| *f /= factor),
@@ -360,6 +488,23 @@ impl ModelConfig {
         }
         inv
     }
+
+    /// The sliding layers' inverse frequencies (base [`ModelConfig::rope_local_theta`], never
+    /// rescaled), `None` when the model has no local base.
+    pub fn rope_local_inv_freq(&self) -> Option<Vec<f32>> {
+        self.rope_local_theta.map(|theta| plain_inv_freq(theta, self.head_dim))
+    }
+}
+
+/// `1 / theta^(2i / dim)` for `i < dim / 2`, the exponent in f32 as transformers computes it.
+fn plain_inv_freq(theta: f32, dim: usize) -> Vec<f32> {
+    let base = theta as f64;
+    (0..dim / 2)
+        .map(|i| {
+            let exponent = ((2 * i) as f32 / dim as f32) as f64;
+            (1.0 / base.powf(exponent)) as f32
+        })
+        .collect()
 }
 
 fn invalid(key: &str, value: &dyn std::fmt::Display, reason: &str) -> Error {
@@ -439,6 +584,31 @@ impl Keys<'_> {
         ids.map(Some).ok_or_else(|| invalid(key, &short(v), "expected a token id or a list of them"))
     }
 
+    /// Gemma 3's per-layer attention: the window, the type of every layer (`layer_types`, else
+    /// every `sliding_window_pattern`-th layer global, 6 by default), the local RoPE base.
+    fn gemma_layers(&self, num_layers: usize) -> Result<(Option<usize>, Vec<LayerType>, Option<f32>)> {
+        let window = self.opt_usize("sliding_window")?;
+        let types = match self.get("layer_types") {
+            Some(v) => {
+                let items = v.as_array().ok_or_else(|| invalid("layer_types", &short(v), "expected a list"))?;
+                items
+                    .iter()
+                    .map(|t| match t.as_str() {
+                        Some("full_attention") => Ok(LayerType::Full),
+                        Some("sliding_attention") => Ok(LayerType::Sliding),
+                        _ => Err(invalid("layer_types", &short(t), "supported: full_attention, sliding_attention")),
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+            None => {
+                let pattern = self.opt_usize("sliding_window_pattern")?.unwrap_or(6);
+                sliding_pattern(num_layers, pattern)
+            }
+        };
+        let local = self.opt_f32("rope_local_base_freq")?.or(Some(10_000.0));
+        Ok((window, types, local))
+    }
+
     /// The `rope_parameters` object (transformers 5) if present, else `rope_scaling` (4.x).
     fn rope_object(&self) -> Result<Option<(&'static str, &Map<String, Value>)>> {
         for key in ["rope_parameters", "rope_scaling"] {
@@ -478,6 +648,14 @@ impl Keys<'_> {
             other => Err(invalid("rope_scaling.rope_type", &other, "supported: default, linear, llama3")),
         }
     }
+}
+
+/// Every `pattern`-th layer global, the others sliding (`pattern` 0: all sliding), as Gemma 3
+/// and llama.cpp lay them out.
+pub(crate) fn sliding_pattern(num_layers: usize, pattern: usize) -> Vec<LayerType> {
+    (0..num_layers)
+        .map(|l| if pattern == 0 || l % pattern < pattern - 1 { LayerType::Sliding } else { LayerType::Full })
+        .collect()
 }
 
 fn positive_f32(keys: &Keys<'_>, key: &'static str) -> Result<f32> {

@@ -28,7 +28,7 @@ mod weights;
 pub use backend::{grown_capacity, packed_key_values, AttentionSeq, Backend, HeadLayout, KeyValues, RowSlice};
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use check::Checked;
-pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use config::{Activation, Architecture, LayerType, ModelConfig, RopeScaling};
 pub use control::{CancelToken, Control, Progress, ProgressCallback};
 pub use decode::{Decoder, PREFILL_BATCH};
 pub use error::{Error, Result};

@@ -1,4 +1,5 @@
-//! Causal scaled dot-product attention over a packed batch of sequences, with GQA.
+//! Causal scaled dot-product attention over a packed batch of sequences, with GQA and sliding
+//! windows.
 //!
 //! Work is split into (sequence, head, block of query rows) tasks; each computes its scores
 //! `Q K^T` and output `P V` with `gemm` straight from the queries and the sequence's own keys and
@@ -52,7 +53,7 @@ pub(crate) fn attention(
 ) -> CpuTensor {
     let (nh, hd) = (h.num_heads, h.head_dim);
     let group = nh / h.num_kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = h.scale;
     let (q_stride, kv_stride) = (q.cols, h.num_kv_heads * hd);
     let mut out = vec![0.0f32; q.rows * q.cols];
     let out_ptr = OutPtr(out.as_mut_ptr());
@@ -73,12 +74,15 @@ pub(crate) fn attention(
     tasks.par_iter().for_each_init(Vec::new, |buffer: &mut Vec<f32>, t| {
         let (seq, KeyValues { k, v }) = (&seqs[t.seq], kv[t.seq]);
         let rows = t.end - t.start;
-        let offset = seq.kv_len - seq.q_len; // query row i sits at key position offset + i
+        // Query row i sits at key position offset + i. Keys are read from `first`, the first key the
+        // block's first row sees (its window's start), so that positions below count from there.
+        let first = h.first_key(seq.kv_len - seq.q_len + t.start);
+        let offset = seq.kv_len - seq.q_len - first;
         let keys = offset + t.end; // keys visible to the block's last row
         let kv_col = (t.head / group) * hd;
         let q_at = (seq.q_start + t.start) * q_stride + t.head * hd;
         if rows <= attention_rows::MAX_ROWS {
-            let kv_at = seq.kv_start * kv_stride + kv_col;
+            let kv_at = (seq.kv_start + first) * kv_stride + kv_col;
             let (k, v) = (&k.data[kv_at..], &v.data[kv_at..]);
             let ops = attention_rows::Rows {
                 q: &q.data[q_at..],
@@ -91,6 +95,7 @@ pub(crate) fn attention(
                 rows,
                 offset: offset + t.start,
                 scale,
+                window: h.window,
             };
             attention_rows::attend(&ops, buffer, |i, head, row| {
                 let at = q_at + i * q_stride + head * hd;
@@ -107,8 +112,8 @@ pub(crate) fn attention(
         }
         let scores = &mut buffer[..rows * keys];
         let q_base = q.data[q_at..].as_ptr();
-        let k_base = k.data[seq.kv_start * kv_stride + kv_col..].as_ptr();
-        let v_base = v.data[seq.kv_start * kv_stride + kv_col..].as_ptr();
+        let k_base = k.data[(seq.kv_start + first) * kv_stride + kv_col..].as_ptr();
+        let v_base = v.data[(seq.kv_start + first) * kv_stride + kv_col..].as_ptr();
         // SAFETY: all strides stay inside the queries and this sequence's keys/values (the contract's
         // check put every sequence's rows inside its tensors, of width kv_stride); scores is
         // rows x keys, row-major.
@@ -138,8 +143,10 @@ pub(crate) fn attention(
         }
         for i in 0..rows {
             let visible = offset + t.start + i + 1;
+            let from = h.window.map_or(0, |w| visible.saturating_sub(w));
             let row = &mut scores[i * keys..(i + 1) * keys];
-            softmax(&mut row[..visible]);
+            softmax(&mut row[from..visible]);
+            row[..from].iter_mut().for_each(|x| *x = 0.0);
             row[visible..].iter_mut().for_each(|x| *x = 0.0);
         }
         // SAFETY: the offset is inside the output: the sequence's query rows start..end lie within

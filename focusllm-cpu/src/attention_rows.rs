@@ -37,8 +37,10 @@ pub(crate) struct Rows<'a> {
     pub rows: usize,
     /// Keys the first row sees, less one: row `i` sees keys `0..=offset + i`.
     pub offset: usize,
-    /// The scores' scale, `1 / sqrt(head_dim)`.
+    /// The scores' scale (typically `1 / sqrt(head_dim)`).
     pub scale: f32,
+    /// With `Some(w)`, row `i` sees only the last `w` of its keys.
+    pub window: Option<usize>,
 }
 
 /// Hands the attention output of row `i`, head `h` of `ops` to `write(i, h, row)` (`head_dim`
@@ -135,7 +137,9 @@ fn body<const L: u8>(ops: &Rows<'_>, scores: &mut [f32], out: &mut [f32]) {
     }
     for (n, scores) in scores.chunks_exact_mut(keys).enumerate() {
         let visible = ops.offset + n / heads + 1;
-        softmax(&mut scores[..visible]);
+        let from = ops.window.map_or(0, |w| visible.saturating_sub(w));
+        softmax(&mut scores[from..visible]);
+        scores[..from].fill(0.0);
         scores[visible..].fill(0.0);
     }
     for block in (0..keys).step_by(KEY_BLOCK) {
@@ -347,28 +351,37 @@ mod tests {
     /// and blocks, several query heads per key head, and strided rows.
     #[test]
     fn every_build_matches_f64() {
-        // (rows, offset, head width, query heads, key row stride)
-        for (rows, offset, hd, heads, kv_stride) in
-            [(1, 0, 64, 1, 192), (2, 769, 64, 3, 192), (3, 10, 20, 2, 41), (8, 130, 128, 1, 128), (5, 64, 16, 4, 16)]
-        {
+        // (rows, offset, head width, query heads, key row stride, window)
+        for (rows, offset, hd, heads, kv_stride, window) in [
+            (1, 0, 64, 1, 192, None),
+            (2, 769, 64, 3, 192, None),
+            (3, 10, 20, 2, 41, None),
+            (8, 130, 128, 1, 128, None),
+            (5, 64, 16, 4, 16, None),
+            (4, 100, 16, 2, 32, Some(7)),
+            (1, 300, 64, 1, 64, Some(256)),
+            (3, 2, 16, 1, 16, Some(4)),
+        ] {
             let (keys, q_stride) = (offset + rows, heads * hd + 7);
             let val = |i: usize, m: usize| ((i * m % 997) as f32 / 498.5 - 1.0) * 2.0;
             let q: Vec<f32> = (0..rows * q_stride).map(|i| val(i, 31)).collect();
             let k: Vec<f32> = (0..keys * kv_stride).map(|i| val(i, 17)).collect();
             let v: Vec<f32> = (0..keys * kv_stride).map(|i| val(i, 13)).collect();
             let scale = 1.0 / (hd as f32).sqrt();
-            let ops = Rows { q: &q, q_stride, heads, k: &k, v: &v, kv_stride, head_dim: hd, rows, offset, scale };
+            let ops =
+                Rows { q: &q, q_stride, heads, k: &k, v: &v, kv_stride, head_dim: hd, rows, offset, scale, window };
             let mut want = vec![0.0f64; rows * heads * hd];
             for i in 0..rows {
                 for h in 0..heads {
                     let qi = &q[i * q_stride + h * hd..][..hd];
-                    let s: Vec<f64> = (0..=offset + i)
+                    let from = window.map_or(0, |w: usize| (offset + i + 1).saturating_sub(w));
+                    let s: Vec<f64> = (from..=offset + i)
                         .map(|j| qi.iter().zip(&k[j * kv_stride..]).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum())
                         .map(|s: f64| s * f64::from(scale))
                         .collect();
                     let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let z: f64 = s.iter().map(|s| (s - max).exp()).sum();
-                    for (j, s) in s.iter().enumerate() {
+                    for (j, s) in s.iter().enumerate().map(|(j, s)| (j + from, s)) {
                         for c in 0..hd {
                             want[(i * heads + h) * hd + c] += (s - max).exp() / z * f64::from(v[j * kv_stride + c]);
                         }

@@ -1,5 +1,7 @@
-//! Row-wise and elementwise operations: embedding, RMSNorm, SwiGLU, residual add.
+//! Row-wise and elementwise operations: embedding, RMSNorm, the gated activations, scaling,
+//! residual add.
 
+use focusllm_core::Activation;
 use rayon::prelude::*;
 
 use crate::tensor::CpuTensor;
@@ -30,15 +32,27 @@ pub(crate) fn rms_norm(x: &CpuTensor, weight: &CpuTensor, eps: f32) -> CpuTensor
     CpuTensor::new(out, x.rows, x.cols)
 }
 
-/// `silu(gate) * up`.
-pub(crate) fn swiglu(gate: &CpuTensor, up: &CpuTensor) -> CpuTensor {
+/// `act(gate) * up`.
+pub(crate) fn glu(gate: &CpuTensor, up: &CpuTensor, act: Activation) -> CpuTensor {
     let mut out = gate.data.clone();
-    out.par_chunks_mut(4096).zip(up.data.par_chunks(4096)).for_each(|(g, u)| {
-        for (g, &u) in g.iter_mut().zip(u) {
-            *g = *g / (1.0 + (-*g).exp()) * u;
-        }
+    out.par_chunks_mut(4096).zip(up.data.par_chunks(4096)).for_each(|(g, u)| match act {
+        Activation::Silu => g.iter_mut().zip(u).for_each(|(g, &u)| *g = *g / (1.0 + (-*g).exp()) * u),
+        Activation::GeluTanh => g.iter_mut().zip(u).for_each(|(g, &u)| *g = gelu_tanh(*g) * u),
     });
     CpuTensor::new(out, gate.rows, gate.cols)
+}
+
+/// GELU, tanh approximation: `x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// `x * factor`.
+pub(crate) fn scale(x: &CpuTensor, factor: f32) -> CpuTensor {
+    let mut out = x.data.clone();
+    out.par_chunks_mut(4096).for_each(|o| o.iter_mut().for_each(|o| *o *= factor));
+    CpuTensor::new(out, x.rows, x.cols)
 }
 
 /// `a + b`.

@@ -22,7 +22,7 @@ mod weight;
 use std::ops::Range;
 
 use focusllm_core::{
-    grown_capacity, AttentionSeq, Backend, Error, HeadLayout, HostTensor, KeyValues, Result, RowSlice,
+    grown_capacity, Activation, AttentionSeq, Backend, Error, HeadLayout, HostTensor, KeyValues, Result, RowSlice,
 };
 
 pub use direct::KERNEL_VARIABLE;
@@ -159,8 +159,12 @@ impl Backend for CpuBackend {
         Ok(self.pool.install(|| attention::attention(q, kv, seqs, h)))
     }
 
-    fn swiglu(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {
-        Ok(self.pool.install(|| elementwise::swiglu(gate, up)))
+    fn glu(&self, gate: &CpuTensor, up: &CpuTensor, act: Activation) -> Result<CpuTensor> {
+        Ok(self.pool.install(|| elementwise::glu(gate, up, act)))
+    }
+
+    fn scale(&self, x: &CpuTensor, factor: f32) -> Result<CpuTensor> {
+        Ok(self.pool.install(|| elementwise::scale(x, factor)))
     }
 
     fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {

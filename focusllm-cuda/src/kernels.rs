@@ -55,6 +55,8 @@ impl KernelSource {
                 "rms_norm",
                 "rope",
                 "swiglu",
+                "geglu",
+                "scale",
                 "add",
                 "scatter_rows",
             ],

@@ -28,7 +28,7 @@ mod tensor;
 use std::ops::Range;
 
 use focusllm_core::{
-    packed_key_values, AttentionSeq, Backend, DType, HeadLayout, HostTensor, KeyValues, Result, RowSlice,
+    packed_key_values, Activation, AttentionSeq, Backend, DType, HeadLayout, HostTensor, KeyValues, Result, RowSlice,
 };
 
 pub use device::driver_present;
@@ -197,8 +197,12 @@ impl Backend for CudaBackend {
         self.op_attention(q, &k, &v, &seqs, heads)
     }
 
-    fn swiglu(&self, gate: &CudaTensor, up: &CudaTensor) -> Result<CudaTensor> {
-        self.op_swiglu(gate, up)
+    fn glu(&self, gate: &CudaTensor, up: &CudaTensor, act: Activation) -> Result<CudaTensor> {
+        self.op_glu(gate, up, act)
+    }
+
+    fn scale(&self, x: &CudaTensor, factor: f32) -> Result<CudaTensor> {
+        self.op_scale(x, factor)
     }
 
     fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {

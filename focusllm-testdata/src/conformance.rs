@@ -14,8 +14,8 @@ use std::ops::Range;
 
 use focusllm_core::focus::CandidateOrder;
 use focusllm_core::{
-    rope_table_rows, AttentionSeq, Backend, Checked, Error, GenerateOptions, HeadLayout, HostTensor, KeyValues,
-    LanguageModel, LogitsFor, Pipeline, RowSlice, SeqInput,
+    prefill, rope_table_rows, Activation, AttentionSeq, Backend, Checked, Control, Error, GenerateOptions, HeadLayout,
+    HostTensor, KeyValues, LanguageModel, LogitsFor, Pipeline, RowSlice, SeqInput,
 };
 use half::{bf16, f16};
 
@@ -260,7 +260,8 @@ pub fn rope_ref(x: &[f32], positions: &[u32], inv_freq: &[f32], head_dim: usize)
     out
 }
 
-/// Causal attention of a packed batch in f64, as [`Backend::attention`] specifies it.
+/// Causal attention of a packed batch in f64, as [`Backend::attention`] specifies it (scale and
+/// window from `h`).
 pub fn attention_ref(q: &[f32], k: &[f32], v: &[f32], seqs: &[AttentionSeq], h: HeadLayout) -> Vec<f32> {
     let (nh, hd) = (h.num_heads, h.head_dim);
     let group = nh / h.num_kv_heads;
@@ -271,20 +272,22 @@ pub fn attention_ref(q: &[f32], k: &[f32], v: &[f32], seqs: &[AttentionSeq], h: 
         for i in 0..s.q_len {
             let r = s.q_start + i;
             let visible = s.kv_len - s.q_len + i + 1;
+            let first = h.window.map_or(0, |w| visible.saturating_sub(w));
             for head in 0..nh {
                 let kvh = head / group;
                 let qv = &q[r * qc + head * hd..][..hd];
-                let scores: Vec<f64> = (0..visible)
+                let scores: Vec<f64> = (first..visible)
                     .map(|j| {
                         let kr = &k[(s.kv_start + j) * kc + kvh * hd..][..hd];
-                        qv.iter().zip(kr).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / (hd as f64).sqrt()
+                        qv.iter().zip(kr).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * h.scale as f64
                     })
                     .collect();
                 let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                 let total: f64 = e.iter().sum();
                 for d in 0..hd {
-                    let acc: f64 = (0..visible).map(|j| e[j] * v[(s.kv_start + j) * kc + kvh * hd + d] as f64).sum();
+                    let acc: f64 =
+                        (first..visible).map(|j| e[j - first] * v[(s.kv_start + j) * kc + kvh * hd + d] as f64).sum();
                     out[r * qc + head * hd + d] = (acc / total) as f32;
                 }
             }
@@ -293,9 +296,15 @@ pub fn attention_ref(q: &[f32], k: &[f32], v: &[f32], seqs: &[AttentionSeq], h: 
     out
 }
 
-/// `silu(gate) * up` in f64.
-pub fn swiglu_ref(gate: &[f32], up: &[f32]) -> Vec<f32> {
-    gate.iter().zip(up).map(|(&g, &u)| (g as f64 / (1.0 + (-g as f64).exp()) * u as f64) as f32).collect()
+/// `act(gate) * up` in f64: SiLU, or GELU's tanh approximation.
+pub fn glu_ref(gate: &[f32], up: &[f32], act: Activation) -> Vec<f32> {
+    let f = |g: f64| match act {
+        Activation::Silu => g / (1.0 + (-g).exp()),
+        Activation::GeluTanh => {
+            0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g.powi(3))).tanh())
+        }
+    };
+    gate.iter().zip(up).map(|(&g, &u)| (f(g as f64) * u as f64) as f32).collect()
 }
 
 /// `a + b` in f64 (rounded once to f32, so equal to the f32 sum).
@@ -611,7 +620,9 @@ pub fn attention_case<B: Backend>(
 /// between sequences, and peaked softmaxes; within [`POINTWISE_TOL`].
 pub fn attention<B: Backend>(b: &B, _: Storage) {
     let mut rng = Rng::new(8);
-    let hl = |num_heads, num_kv_heads, head_dim| HeadLayout { num_heads, num_kv_heads, head_dim };
+    let hl = HeadLayout::new;
+    // A sliding window of `w` keys, scores scaled as by a query_pre_attn_scalar of 100.
+    let windowed = |h: HeadLayout, w| HeadLayout { window: Some(w), scale: 0.1, ..h };
     let mixed = [(5, 5), (1, 1), (3, 70), (1, 130), (7, 9), (66, 66)];
     // (sequences as (q_len, kv_len), unused key rows after each, heads, q/k scale)
     type Case = (Vec<(usize, usize)>, usize, HeadLayout, f32);
@@ -628,6 +639,11 @@ pub fn attention<B: Backend>(b: &B, _: Storage) {
         (vec![(300, 300); 8], 0, hl(9, 3, 64), 1.0),
         // Several sequences of a few rows over pasts, GQA 3:1 (decoding a batch of chunks).
         (vec![(2, 40), (1, 9), (3, 77), (2, 2)], 1, hl(6, 2, 64), 1.0),
+        // Sliding windows: shorter than, within and past the keys; prefill, chunks, decode.
+        (mixed.to_vec(), 0, windowed(hl(4, 2, 16), 4), 1.0),
+        (vec![(300, 300), (1, 3000), (5, 700)], 0, windowed(hl(4, 1, 64), 100), 1.0),
+        (vec![(140, 200), (2, 40), (1, 1)], 2, windowed(hl(2, 2, 256), 129), 3.0),
+        (vec![(9, 9)], 0, windowed(hl(2, 1, 32), 50), 1.0),
     ];
     let mut worst = 0.0f32;
     for (shapes, gap, h, scale) in cases {
@@ -640,18 +656,34 @@ pub fn attention<B: Backend>(b: &B, _: Storage) {
 const ELEMENTWISE_CASES: [(usize, usize, f32, f32); 4] =
     [(1, 1, 12.0, 1.0), (3, 333, 12.0, 1.0), (17, 160, 12.0, 1.0), (37, 576, 4.0, 4.0)];
 
-/// SwiGLU within [`POINTWISE_TOL`] of the f64 reference, gates large enough to saturate the sigmoid.
-pub fn swiglu<B: Backend>(b: &B, _: Storage) {
+/// SwiGLU and GeGLU within [`POINTWISE_TOL`] of the f64 reference, gates large enough to
+/// saturate the sigmoid and the tanh.
+pub fn glu<B: Backend>(b: &B, _: Storage) {
     let mut rng = Rng::new(10);
-    let mut worst = 0.0f32;
-    for (rows, cols, gs, us) in ELEMENTWISE_CASES {
-        let (gv, uv) = (rng.scaled(rows * cols, gs), rng.scaled(rows * cols, us));
-        let got = host(b, &Checked::new(b).swiglu(&tensor(b, &gv, rows, cols), &tensor(b, &uv, rows, cols)).unwrap());
-        let d = max_abs_diff(&got, &swiglu_ref(&gv, &uv));
-        assert!(d < POINTWISE_TOL, "{}: swiglu {rows}x{cols}: max |diff| {d}", b.name());
-        worst = worst.max(d);
+    for act in [Activation::Silu, Activation::GeluTanh] {
+        let mut worst = 0.0f32;
+        for (rows, cols, gs, us) in ELEMENTWISE_CASES {
+            let (gv, uv) = (rng.scaled(rows * cols, gs), rng.scaled(rows * cols, us));
+            let (g, u) = (tensor(b, &gv, rows, cols), tensor(b, &uv, rows, cols));
+            let got = host(b, &Checked::new(b).glu(&g, &u, act).unwrap());
+            let d = max_abs_diff(&got, &glu_ref(&gv, &uv, act));
+            assert!(d < POINTWISE_TOL, "{}: {act:?} glu {rows}x{cols}: max |diff| {d}", b.name());
+            worst = worst.max(d);
+        }
+        eprintln!("MEASURED {} {act:?} glu: max |diff| {worst:.2e}", b.name());
     }
-    eprintln!("MEASURED {} swiglu: max |diff| {worst:.2e}", b.name());
+}
+
+/// Scaling by a constant: exactly the f32 product.
+pub fn scale<B: Backend>(b: &B, _: Storage) {
+    let mut rng = Rng::new(12);
+    for (rows, cols, gs, _) in ELEMENTWISE_CASES {
+        let xv = rng.scaled(rows * cols, gs);
+        let factor = 25.298_222;
+        let got = host(b, &Checked::new(b).scale(&tensor(b, &xv, rows, cols), factor).unwrap());
+        let want: Vec<f32> = xv.iter().map(|x| x * factor).collect();
+        assert_eq!(got, want, "{}: scale {rows}x{cols}", b.name());
+    }
 }
 
 /// The residual sum, exactly the correctly rounded f32 sum.
@@ -782,7 +814,7 @@ pub fn checked_errors<B: Backend>(b: &B, _: Storage) {
     refused(name, c.rope(&t(1, 8), &[8], &table, 4), "rope", "position past the table");
 
     let (q, k) = (t(2, 4), t(2, 4));
-    let h = HeadLayout { num_heads: 2, num_kv_heads: 2, head_dim: 2 };
+    let h = HeadLayout::new(2, 2, 2);
     let seq = |q_start, q_len, kv_start, kv_len| AttentionSeq { q_start, q_len, kv_start, kv_len };
     let pair = [KeyValues { k: &k, v: &k }];
     let pairs = [pair[0], pair[0]];
@@ -796,19 +828,17 @@ pub fn checked_errors<B: Backend>(b: &B, _: Storage) {
     }
     let whole = [seq(0, 2, 0, 2)];
     refused(name, c.attention(&q, &pairs, &whole, h), "attention", "two key/value pairs for one sequence");
-    refused(
-        name,
-        c.attention(&q, &pair, &whole, HeadLayout { num_heads: 3, num_kv_heads: 2, head_dim: 2 }),
-        "attention",
-        "3 heads over 2",
-    );
+    refused(name, c.attention(&q, &pair, &whole, HeadLayout::new(3, 2, 2)), "attention", "3 heads over 2");
+    refused(name, c.attention(&q, &pair, &whole, HeadLayout { window: Some(0), ..h }), "attention", "a window of 0");
+    refused(name, c.attention(&q, &pair, &whole, HeadLayout { scale: f32::NAN, ..h }), "attention", "a NaN scale");
     let narrow = t(2, 2);
     refused(name, c.attention(&q, &[KeyValues { k: &k, v: &narrow }], &whole, h), "attention", "v narrower than k");
     refused(name, c.attention(&t(2, 6), &pair, &whole, h), "attention", "q wider than the heads");
 
     let (a23, a32) = (t(2, 3), t(3, 2));
     refused(name, c.add(&a23, &a32), "add", "2x3 + 3x2");
-    refused(name, c.swiglu(&a23, &a32), "swiglu", "2x3 with 3x2");
+    refused(name, c.glu(&a23, &a32, Activation::Silu), "glu", "2x3 with 3x2");
+    refused(name, c.scale(&a23, f32::INFINITY), "scale", "an infinite factor");
 
     let (src, narrow) = (t(7, 5), t(1, 4));
     let slice = |tensor, range| RowSlice { tensor, rows: range };
@@ -852,6 +882,52 @@ impl<'a, B: Backend> Loader<'a, B> {
         let storage = (self.storage)(&backend);
         let p = Pipeline::load(fixture_dir(name), backend).unwrap_or_else(|e| panic!("loading {name}: {e}"));
         Some((p, storage))
+    }
+}
+
+/// The committed tiny GGUF fixtures whose reference is llama.cpp (tests/fixtures/gguf/llama_cpp),
+/// with the largest difference of a row from llama.cpp's relative to its largest logit, for exact
+/// storage: f32 summation order, and for Gemma 3 llama.cpp's f16 GELU (tests/llama_cpp_golden.rs).
+const LLAMA_CPP_FIXTURES: [(&str, f32); 3] = [("tiny-llama3", 1e-4), ("tiny-qwen3", 1e-4), ("tiny-gemma3", 2e-3)];
+
+/// Prompts of up to this many tokens are run by [`llama_cpp_architectures`].
+const LLAMA_CPP_PROMPT_TOKENS: usize = 200;
+
+/// Llama 3.x RoPE frequency factors, Qwen3's q/k norms, and Gemma 3's GeGLU, scaled embeddings,
+/// sandwich norms scaling by 1 + w and sliding windows of 24 positions (over a 179-token prompt),
+/// each in a tiny GGUF fixture, against llama.cpp's logits: the last prompt position and 24
+/// teacher-forced greedy steps through the KV cache, every row within its fixture's limit (plus
+/// [`F16_MODEL_TOL`] for f16 storage), and the same greedy choice at every step.
+pub fn llama_cpp_architectures<B: Backend>(l: &Loader<'_, B>) {
+    let dir = fixture_dir("gguf").join("llama_cpp");
+    for (stem, limit) in LLAMA_CPP_FIXTURES {
+        let Some((p, storage)) = l.load(&format!("gguf/{stem}.gguf")) else { return };
+        let limit = match storage {
+            Storage::Exact => limit,
+            Storage::F16Matrices => limit + F16_MODEL_TOL,
+        };
+        let (model, backend) = (p.model(), p.model().backend().name());
+        let vocab = model.config().vocab_size;
+        let mut worst = 0.0f32;
+        for case in golden::logit_cases(&dir, stem) {
+            let (name, ids, greedy) =
+                (&case.meta["name"], golden::ids(&case.meta["ids"]), golden::ids(&case.meta["greedy"]));
+            if ids.len() > LLAMA_CPP_PROMPT_TOKENS {
+                continue;
+            }
+            let (mut decoder, mut logits) = prefill(model, &ids, None, Control::default()).unwrap();
+            for (step, want) in case.logits.chunks_exact(vocab).enumerate() {
+                let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                let d = max_abs_diff(&logits, want) / scale;
+                assert!(d < limit, "{backend} {stem} ({storage:?}) {name} step {step}: max |diff| / max logit {d}");
+                worst = worst.max(d);
+                let Some(&token) = greedy.get(step) else { break };
+                let ours = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32);
+                assert_eq!(ours, Some(token), "{backend} {stem} ({storage:?}) {name} step {step}: greedy token");
+                logits = decoder.step(token).unwrap();
+            }
+        }
+        eprintln!("MEASURED {backend} {stem} ({storage:?}): max |logit - llama.cpp| / max logit = {worst:.3e}");
     }
 }
 
@@ -1116,7 +1192,7 @@ macro_rules! op_conformance_tests {
     };
     ($open:expr, $storage:expr) => {
         $crate::op_conformance_tests!(@ops $open, $storage;
-            round_trip, reshape, rms_norm, rope, attention, swiglu, add, rows, checked_errors);
+            round_trip, reshape, rms_norm, rope, attention, glu, scale, add, rows, checked_errors);
         $crate::op_conformance_tests!(@typed $open, $storage, embedding;
             embedding_f32 F32, embedding_f16 F16, embedding_bf16 BF16,
             embedding_q8_0 Q8_0, embedding_q4_0 Q4_0, embedding_q4_1 Q4_1,
@@ -1149,7 +1225,7 @@ macro_rules! model_conformance_tests {
     ($open:expr, $storage:expr) => {
         $crate::model_conformance_tests!(@models $open, $storage;
             tiny_full_forward, tiny_incremental_decoding, tiny_greedy, tiny_packed_batch,
-            focus_reference, focus_reference_low_rank);
+            llama_cpp_architectures, focus_reference, focus_reference_low_rank);
     };
 }
 

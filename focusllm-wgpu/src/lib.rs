@@ -25,7 +25,9 @@ mod tensor;
 use std::ops::Range;
 use std::sync::Arc;
 
-use focusllm_core::{packed_key_values, AttentionSeq, Backend, HeadLayout, HostTensor, KeyValues, Result, RowSlice};
+use focusllm_core::{
+    packed_key_values, Activation, AttentionSeq, Backend, HeadLayout, HostTensor, KeyValues, Result, RowSlice,
+};
 
 use context::{err, Context};
 use kernels::{attention, elementwise, embedding, matmul, norm, rope, rows};
@@ -196,8 +198,12 @@ impl Backend for WgpuBackend {
         attention::attention(&self.ctx, q, &k, &v, &seqs, heads)
     }
 
-    fn swiglu(&self, gate: &WgpuTensor, up: &WgpuTensor) -> Result<WgpuTensor> {
-        elementwise::swiglu(&self.ctx, gate, up)
+    fn glu(&self, gate: &WgpuTensor, up: &WgpuTensor, act: Activation) -> Result<WgpuTensor> {
+        elementwise::glu(&self.ctx, gate, up, act)
+    }
+
+    fn scale(&self, x: &WgpuTensor, factor: f32) -> Result<WgpuTensor> {
+        elementwise::scale(&self.ctx, x, factor)
     }
 
     fn add(&self, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {

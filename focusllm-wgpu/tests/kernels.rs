@@ -89,7 +89,7 @@ fn attention_with_more_rows_than_one_grid_dimension() {
     let mut rng = Rng::new(9);
     // 66_000 one-token sequences: the row index is folded over two grid dimensions.
     let shapes = vec![(1, 1); 66_000];
-    attention_case(&b, &mut rng, &shapes, 0, HeadLayout { num_heads: 1, num_kv_heads: 1, head_dim: 2 }, 1.0);
+    attention_case(&b, &mut rng, &shapes, 0, HeadLayout::new(1, 1, 2), 1.0);
 }
 
 #[test]

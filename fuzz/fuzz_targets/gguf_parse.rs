@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let names: Vec<String> = file.header().tensors.iter().map(|t| t.name.clone()).collect();
     for name in names {
-        if let Some(hf) = focusllm_core::gguf::names::gguf_to_hf(&name) {
+        if let Some(hf) = focusllm_core::gguf::names::gguf_to_hf(&name, file.architecture()) {
             let _ = file.tensor(&hf);
             let _ = file.shape(&hf);
         } else if let Some(info) = file.tensor_info(&name) {

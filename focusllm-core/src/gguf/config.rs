@@ -1,9 +1,9 @@
 //! GGUF metadata (`general.architecture` and the `{arch}.*` keys) to a [`ModelConfig`].
 
-use crate::config::{Architecture, ModelConfig, RopeScaling};
+use crate::config::{sliding_pattern, Activation, Architecture, LayerType, ModelConfig, RopeScaling};
 use crate::error::{Error, Result};
 
-use super::MetaKeys;
+use super::{MetaKeys, MetaValue};
 
 /// Builds the model configuration from a GGUF file's metadata and tensor list.
 pub(crate) fn model_config(keys: &MetaKeys<'_>) -> Result<ModelConfig> {
@@ -12,6 +12,7 @@ pub(crate) fn model_config(keys: &MetaKeys<'_>) -> Result<ModelConfig> {
         "llama" => Architecture::Llama,
         "qwen2" => Architecture::Qwen2,
         "qwen3" => Architecture::Qwen3,
+        "gemma3" => Architecture::Gemma3,
         other => {
             return Err(Error::UnsupportedModelType { path: keys.path.to_path_buf(), model_type: other.to_string() });
         }
@@ -70,11 +71,25 @@ pub(crate) fn model_config(keys: &MetaKeys<'_>) -> Result<ModelConfig> {
         }
     }
 
+    let num_layers = keys.usize(&k("block_count"))?;
+    let gemma = architecture == Architecture::Gemma3;
+    if let Some(cap) = keys.opt_f32(&k("final_logit_softcapping"))?.filter(|&c| c != 0.0) {
+        return Err(keys.wrong(&k("final_logit_softcapping"), "0 (logit soft-capping is not supported)", &cap));
+    }
+    let (sliding_window, layer_types, rope_local_theta) = if gemma {
+        gemma_layers(keys, arch_name, num_layers)?
+    } else {
+        (None, vec![LayerType::Full; num_layers], None)
+    };
+    // llama.cpp scales Gemma 3's queries by 1/sqrt(head_dim), except the 27B model's (62 layers),
+    // whose query_pre_attn_scalar is hidden_size / num_heads.
+    let query_pre_attn_scalar = (gemma && num_layers == 62 && num_heads > 0).then(|| (hidden_size / num_heads) as f32);
+
     let config = ModelConfig {
         architecture,
         hidden_size,
         intermediate_size: keys.usize(&k("feed_forward_length"))?,
-        num_layers: keys.usize(&k("block_count"))?,
+        num_layers,
         num_heads,
         num_kv_heads,
         head_dim,
@@ -89,9 +104,51 @@ pub(crate) fn model_config(keys: &MetaKeys<'_>) -> Result<ModelConfig> {
         bos_token_id: keys.opt_u32("tokenizer.ggml.bos_token_id")?,
         eos_token_ids,
         max_position_embeddings: keys.usize(&k("context_length"))?,
+        hidden_act: if gemma { Activation::GeluTanh } else { Activation::Silu },
+        scale_embeddings: gemma,
+        sandwich_norms: gemma,
+        norm_unit_offset: gemma,
+        query_pre_attn_scalar,
+        sliding_window,
+        layer_types,
+        rope_local_theta,
     };
     config.validate()?;
     Ok(config)
+}
+
+/// Gemma 3's per-layer attention, as llama.cpp reads it: the window, the layers that slide
+/// (`attention.sliding_window_pattern`, a list of per-layer flags or a period, every 6th layer
+/// global by default; no window: no sliding layers) and their RoPE base (`rope.freq_base_swa`, 10000 by default).
+fn gemma_layers(
+    keys: &MetaKeys<'_>,
+    arch: &str,
+    num_layers: usize,
+) -> Result<(Option<usize>, Vec<LayerType>, Option<f32>)> {
+    let window_key = format!("{arch}.attention.sliding_window");
+    let pattern_key = format!("{arch}.attention.sliding_window_pattern");
+    let Some(window) = keys.opt_usize(&window_key)?.filter(|&w| w > 0) else {
+        return Ok((None, vec![LayerType::Full; num_layers], None));
+    };
+    let types = match keys.header.get(&pattern_key).and_then(MetaValue::as_array) {
+        Some(flags) => {
+            if flags.len() != num_layers {
+                return Err(keys.wrong(&pattern_key, &format!("{num_layers} flags"), &flags.len()));
+            }
+            // Flags as bools or integers (non-zero: sliding), as llama.cpp reads them.
+            flags
+                .iter()
+                .map(|f| match f.as_bool().or_else(|| f.as_i64().map(|i| i != 0)) {
+                    Some(true) => Ok(LayerType::Sliding),
+                    Some(false) => Ok(LayerType::Full),
+                    None => Err(keys.wrong(&pattern_key, "array of bool", &format!("array of {}", f.type_name()))),
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
+        None => sliding_pattern(num_layers, keys.opt_usize(&pattern_key)?.unwrap_or(6)),
+    };
+    let local = keys.opt_f32(&format!("{arch}.rope.freq_base_swa"))?.unwrap_or(10_000.0);
+    Ok((Some(window), types, Some(local)))
 }
 
 fn rope_scaling(keys: &MetaKeys<'_>, arch: &str) -> Result<RopeScaling> {

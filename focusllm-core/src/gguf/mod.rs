@@ -1,6 +1,6 @@
 //! GGUF model files (llama.cpp's format), memory-mapped: metadata to [`ModelConfig`], the
-//! tokenizer and chat template from `tokenizer.*`, and tensors (F32, F16, BF16, Q8_0, Q4_0, Q4_1)
-//! under their Hugging Face names, in the file's own format (backends that compute on quantised
+//! tokenizer and chat template from `tokenizer.*`, and tensors (every [`GgmlType::SUPPORTED`] type)
+//! under their Hugging Face names and conventions, in the file's own format (backends that compute on quantised
 //! blocks keep them; the others dequantise with [`HostTensor::to_f32`]).
 //!
 //! ```no_run
@@ -119,7 +119,7 @@ impl GgufFile {
     }
 
     /// The model configuration from `general.architecture` and the `{arch}.*` keys
-    /// (architectures `llama` and `qwen2`).
+    /// (architectures `llama`, `qwen2`, `qwen3` and `gemma3`).
     pub fn config(&self) -> Result<ModelConfig> {
         config::model_config(&self.keys())
     }
@@ -178,6 +178,11 @@ impl GgufFile {
         })
     }
 
+    /// The file's `general.architecture` (empty when it has none).
+    pub fn architecture(&self) -> &str {
+        self.header.get("general.architecture").and_then(MetaValue::as_str).unwrap_or("")
+    }
+
     /// For `llama` files, the head count a q or k tensor (by GGUF name) was permuted with.
     fn permuted_heads(&self, gguf_name: &str) -> Result<Option<usize>> {
         let keys = self.keys();
@@ -221,7 +226,7 @@ fn unpermute_rows<T: Copy + Default>(data: &[T], rows: usize, heads: usize) -> O
 
 impl WeightSource for GgufFile {
     fn tensor(&self, name: &str) -> Result<Option<HostTensor<'_>>> {
-        let Some(gguf_name) = names::hf_to_gguf(name) else { return Ok(None) };
+        let Some(gguf_name) = names::hf_to_gguf(name, self.architecture()) else { return Ok(None) };
         let Some(info) = self.header.tensor(&gguf_name) else { return Ok(None) };
         let shape = info.shape();
         let dtype = self.dtype(info)?;
@@ -245,11 +250,17 @@ impl WeightSource for GgufFile {
             }
             None => Cow::Borrowed(data),
         };
-        Ok(Some(HostTensor { name: name.to_string(), dtype, shape, bytes }))
+        let tensor = HostTensor { name: name.to_string(), dtype, shape, bytes };
+        if self.architecture() == "gemma3" && name.ends_with("norm.weight") {
+            // llama.cpp's converter stores Gemma's norms as 1 + w; served as w, as Hugging Face has them.
+            let data: Vec<f32> = tensor.to_f32().iter().map(|w| w - 1.0).collect();
+            return Ok(Some(HostTensor::from_f32(name, tensor.shape, &data)));
+        }
+        Ok(Some(tensor))
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        let gguf_name = names::hf_to_gguf(name)?;
+        let gguf_name = names::hf_to_gguf(name, self.architecture())?;
         self.header.tensor(&gguf_name).map(TensorInfo::shape)
     }
 

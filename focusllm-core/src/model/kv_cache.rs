@@ -6,11 +6,10 @@
 use std::borrow::Cow;
 
 use crate::backend::{Backend, RowSlice};
-use crate::check::Checked;
 use crate::error::{Error, Result};
 
 use super::rope::rope_shift_rows;
-use super::Model;
+use super::{Model, RopeTable};
 
 /// Keys and values of one layer, `[len, kv_heads*head_dim]` each, key row `p` rotated at position `p`.
 pub struct LayerKv<B: Backend> {
@@ -74,6 +73,8 @@ fn cache_error(message: String) -> Error {
 struct Shift<B: Backend> {
     /// Per row, the rotation from the old position to the new one.
     table: B::Tensor,
+    /// The same with the sliding layers' RoPE base, where the model has one.
+    local: Option<B::Tensor>,
     /// `0..n`: row `r` takes row `r` of the table.
     rows: Vec<u32>,
     head_dim: usize,
@@ -94,18 +95,21 @@ impl<B: Backend> Shift<B> {
             return Ok(None);
         }
         let n = old.len();
-        let inv_freq = model.rope.inv_freq();
-        let head_dim = 2 * inv_freq.len();
-        let table = model.checked().from_host(&rope_shift_rows(inv_freq, old, new), n, head_dim)?;
-        Ok(Some(Shift { table, rows: (0..n as u32).collect(), head_dim }))
+        let head_dim = 2 * model.rope.inv_freq().len();
+        let table =
+            |rope: &RopeTable<B>| model.checked().from_host(&rope_shift_rows(rope.inv_freq(), old, new), n, head_dim);
+        let local = model.rope_local.as_ref().map(table).transpose()?;
+        Ok(Some(Shift { table: table(&model.rope)?, local, rows: (0..n as u32).collect(), head_dim }))
     }
 
-    /// Keys `k` moved (borrowed as they are when nothing moves).
-    fn keys<'t>(shift: &Option<Self>, backend: Checked<'_, B>, k: &'t B::Tensor) -> Result<Cow<'t, B::Tensor>> {
-        match shift {
-            None => Ok(Cow::Borrowed(k)),
-            Some(s) => Ok(Cow::Owned(backend.rope(k, &s.rows, &s.table, s.head_dim)?)),
-        }
+    /// Keys `k` of layer `l` moved (borrowed as they are when nothing moves).
+    fn keys<'t>(shift: &Option<Self>, model: &Model<B>, l: usize, k: &'t B::Tensor) -> Result<Cow<'t, B::Tensor>> {
+        let Some(s) = shift else { return Ok(Cow::Borrowed(k)) };
+        let table = match (&s.local, model.config.layer_window(l)) {
+            (Some(local), Some(_)) => local,
+            _ => &s.table,
+        };
+        Ok(Cow::Owned(model.checked().rope(k, &s.rows, table, s.head_dim)?))
     }
 }
 
@@ -127,12 +131,12 @@ impl<B: Backend> KvCache<B> {
         let keep = self.len - n;
         let shift = Shift::new(model, keep, 0, n)?;
         let mut tail = Vec::with_capacity(self.layers.len());
-        for kv in self.layers.iter_mut() {
+        for (l, kv) in self.layers.iter_mut().enumerate() {
             let kv = kv.as_mut().ok_or_else(|| cache_error("empty layer".into()))?;
             let rows = keep..keep + n;
             let k = backend.gather_rows(&[RowSlice { tensor: &kv.k, rows: rows.clone() }])?;
             tail.push(LayerKv {
-                k: Shift::keys(&shift, backend, &k)?.into_owned(),
+                k: Shift::keys(&shift, model, l, &k)?.into_owned(),
                 v: backend.gather_rows(&[RowSlice { tensor: &kv.v, rows }])?,
             });
             backend.truncate_rows(&mut kv.k, keep)?;
@@ -163,7 +167,7 @@ impl<B: Backend> KvCache<B> {
             let keys: Vec<Cow<'_, B::Tensor>> = filled
                 .iter()
                 .zip(&shifts)
-                .map(|(f, shift)| Shift::keys(shift, backend, &f[l].k))
+                .map(|(f, shift)| Shift::keys(shift, model, l, &f[l].k))
                 .collect::<Result<_>>()?;
             let ks: Vec<_> = keys.iter().map(|k| RowSlice { tensor: &**k, rows: 0..backend.dims(k).0 }).collect();
             let vs: Vec<_> =
@@ -185,9 +189,9 @@ impl<B: Backend> KvCache<B> {
             return Err(cache_error("caches of different models".into()));
         }
         let shift = Shift::new(model, 0, self.len, other.len)?;
-        for (dst, src) in self.layers.iter_mut().zip(src) {
+        for (l, (dst, src)) in self.layers.iter_mut().zip(src).enumerate() {
             let dst = dst.as_mut().ok_or_else(|| cache_error("empty layer".into()))?;
-            backend.append_rows(&mut dst.k, &*Shift::keys(&shift, backend, &src.k)?, 0..other.len)?;
+            backend.append_rows(&mut dst.k, &*Shift::keys(&shift, model, l, &src.k)?, 0..other.len)?;
             backend.append_rows(&mut dst.v, &src.v, 0..other.len)?;
         }
         self.len += other.len;
@@ -208,9 +212,9 @@ impl<B: Backend> KvCache<B> {
         }
         let shift = Shift::rows(model, &(0..other.len).collect::<Vec<_>>(), rows)?;
         let src = other.filled_layers()?;
-        for (dst, src) in self.layers.iter_mut().zip(src) {
+        for (l, (dst, src)) in self.layers.iter_mut().zip(src).enumerate() {
             let dst = dst.as_mut().ok_or_else(|| cache_error("empty layer".into()))?;
-            backend.scatter_rows(&mut dst.k, rows, &*Shift::keys(&shift, backend, &src.k)?)?;
+            backend.scatter_rows(&mut dst.k, rows, &*Shift::keys(&shift, model, l, &src.k)?)?;
             backend.scatter_rows(&mut dst.v, rows, &src.v)?;
         }
         Ok(())

@@ -7,7 +7,7 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::gguf::ROPE_FREQ_FACTORS;
 use crate::model::{Attention, CandidateLinear, CandidateProjections, Layer, Linear, Mlp, Model, RopeTable};
-use crate::weights::WeightSource;
+use crate::weights::{HostTensor, WeightSource};
 
 /// Checks that every required tensor is present with the right shape.
 pub(crate) fn check_checkpoint(config: &ModelConfig, source: &dyn WeightSource) -> Result<()> {
@@ -50,10 +50,28 @@ fn rope_inv_freq(config: &ModelConfig, source: &dyn WeightSource) -> Result<Vec<
 
 /// Uploads one checked tensor.
 fn upload<B: Backend>(backend: &B, source: &dyn WeightSource, name: &str) -> Result<B::Weight> {
-    let tensor = source
+    Checked::new(backend).upload_weight(&required(source, name)?)
+}
+
+fn required<'s>(source: &'s dyn WeightSource, name: &str) -> Result<HostTensor<'s>> {
+    source
         .tensor(name)?
-        .ok_or_else(|| Error::MissingTensor { name: name.to_string(), location: source.location().to_path_buf() })?;
-    Checked::new(backend).upload_weight(&tensor)
+        .ok_or_else(|| Error::MissingTensor { name: name.to_string(), location: source.location().to_path_buf() })
+}
+
+/// Uploads an RMSNorm weight, as `1 + w` where the configuration's norms scale so (Gemma).
+fn upload_norm<B: Backend>(
+    backend: &B,
+    config: &ModelConfig,
+    source: &dyn WeightSource,
+    name: &str,
+) -> Result<B::Weight> {
+    let tensor = required(source, name)?;
+    if !config.norm_unit_offset {
+        return Checked::new(backend).upload_weight(&tensor);
+    }
+    let shifted: Vec<f32> = tensor.to_f32().iter().map(|w| 1.0 + w).collect();
+    Checked::new(backend).upload_weight(&HostTensor::from_f32(name, tensor.shape, &shifted))
 }
 
 fn linear<B: Backend>(backend: &B, source: &dyn WeightSource, prefix: &str, bias: bool) -> Result<Linear<B>> {
@@ -69,23 +87,33 @@ impl<B: Backend> Model<B> {
         config.validate()?;
         check_checkpoint(&config, source)?;
         let b = &backend;
+        let norm = |name: &str| upload_norm(b, &config, source, name);
         let mut layers = Vec::with_capacity(config.num_layers);
         for l in 0..config.num_layers {
             let p = format!("model.layers.{l}");
+            // Sandwich norms: the MLP's input norm is `pre_feedforward_layernorm`, and
+            // `post_attention_layernorm` follows the attention (see `ModelConfig::layer_norm_names`).
+            let (ffn_norm, post_attention_norm, post_ffn_norm) = if config.sandwich_norms {
+                (
+                    norm(&format!("{p}.pre_feedforward_layernorm.weight"))?,
+                    Some(norm(&format!("{p}.post_attention_layernorm.weight"))?),
+                    Some(norm(&format!("{p}.post_feedforward_layernorm.weight"))?),
+                )
+            } else {
+                (norm(&format!("{p}.post_attention_layernorm.weight"))?, None, None)
+            };
             layers.push(Layer {
-                input_norm: upload(b, source, &format!("{p}.input_layernorm.weight"))?,
-                post_attention_norm: upload(b, source, &format!("{p}.post_attention_layernorm.weight"))?,
+                input_norm: norm(&format!("{p}.input_layernorm.weight"))?,
+                ffn_norm,
+                post_attention_norm,
+                post_ffn_norm,
                 attn: Attention {
                     q: linear(b, source, &format!("{p}.self_attn.q_proj"), config.qkv_bias)?,
                     k: linear(b, source, &format!("{p}.self_attn.k_proj"), config.qkv_bias)?,
                     v: linear(b, source, &format!("{p}.self_attn.v_proj"), config.qkv_bias)?,
                     o: linear(b, source, &format!("{p}.self_attn.o_proj"), config.o_bias)?,
-                    q_norm: (config.qk_norm)
-                        .then(|| upload(b, source, &format!("{p}.self_attn.q_norm.weight")))
-                        .transpose()?,
-                    k_norm: (config.qk_norm)
-                        .then(|| upload(b, source, &format!("{p}.self_attn.k_norm.weight")))
-                        .transpose()?,
+                    q_norm: (config.qk_norm).then(|| norm(&format!("{p}.self_attn.q_norm.weight"))).transpose()?,
+                    k_norm: (config.qk_norm).then(|| norm(&format!("{p}.self_attn.k_norm.weight"))).transpose()?,
                 },
                 mlp: Mlp {
                     gate: linear(b, source, &format!("{p}.mlp.gate_proj"), false)?,
@@ -96,9 +124,10 @@ impl<B: Backend> Model<B> {
             });
         }
         let embed = upload(b, source, "model.embed_tokens.weight")?;
-        let norm = upload(b, source, "model.norm.weight")?;
+        let norm = norm("model.norm.weight")?;
         let lm_head = if config.tie_word_embeddings { None } else { Some(upload(b, source, "lm_head.weight")?) };
         let rope = RopeTable::new(rope_inv_freq(&config, source)?);
+        let rope_local = config.rope_local_inv_freq().map(RopeTable::new);
         let down = format!("model.layers.{}.mlp.down_proj.weight", config.num_layers - 1);
         let mut fingerprint = Fingerprint::new();
         for name in ["model.embed_tokens.weight", "model.norm.weight", &down] {
@@ -113,6 +142,7 @@ impl<B: Backend> Model<B> {
             norm,
             lm_head,
             rope,
+            rope_local,
             weights_fingerprint,
             candidates_fingerprint: None,
             chunk_store: super::ChunkStore::new(),

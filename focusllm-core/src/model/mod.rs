@@ -1,4 +1,5 @@
-//! The LLaMA-family decoder, written once over [`Backend`].
+//! The decoder, written once over [`Backend`] for every architecture: what differs between them
+//! (norm placement, activation, per-layer attention window and RoPE) is read from [`ModelConfig`].
 //!
 //! One [`Model::forward`] runs a batch of independent sequences packed along the rows. Each sequence
 //! brings its own [`KvCache`] (keys cached rotated at positions `0..len`; a forward rotates only
@@ -53,9 +54,9 @@ pub(crate) struct Attention<B: Backend> {
     pub k_norm: Option<B::Weight>,
 }
 
-/// The SwiGLU MLP of one layer.
+/// The gated MLP of one layer.
 pub(crate) struct Mlp<B: Backend> {
-    /// Gate projection (through SiLU).
+    /// Gate projection (through the activation).
     pub gate: Linear<B>,
     /// Up projection.
     pub up: Linear<B>,
@@ -105,7 +106,11 @@ pub(crate) struct Layer<B: Backend> {
     /// RMSNorm before attention.
     pub input_norm: B::Weight,
     /// RMSNorm before the MLP.
-    pub post_attention_norm: B::Weight,
+    pub ffn_norm: B::Weight,
+    /// RMSNorm of the attention output before its residual add (sandwich norms).
+    pub post_attention_norm: Option<B::Weight>,
+    /// RMSNorm of the MLP output before its residual add (sandwich norms).
+    pub post_ffn_norm: Option<B::Weight>,
     /// Attention projections.
     pub attn: Attention<B>,
     /// MLP projections.
@@ -175,6 +180,8 @@ pub struct Model<B: Backend> {
     pub(crate) lm_head: Option<B::Weight>,
     /// cos/sin per position, on the device.
     pub(crate) rope: RopeTable<B>,
+    /// The same for the sliding layers' own RoPE base, where the model has one.
+    pub(crate) rope_local: Option<RopeTable<B>>,
     /// Fingerprint of the weights, taken from the checkpoint's bytes at load.
     pub(crate) weights_fingerprint: u64,
     /// Fingerprint of the candidate projections loaded, `None` when there are none.
@@ -187,7 +194,7 @@ fn layer_kv<'c, B: Backend>(seq: &'c SeqInput<'_, B>, layer: usize) -> &'c Layer
     seq.cache.layers[layer].as_ref().expect("filled before use")
 }
 
-/// What every layer of one forward reads besides its input: the packing and the RoPE table.
+/// What every layer of one forward reads besides its input: the packing and the layer's RoPE table.
 struct Pass<'p, B: Backend> {
     packing: &'p Packing,
     rope: &'p B::Tensor,
@@ -299,10 +306,18 @@ impl<B: Backend> Model<B> {
         let positions = batch.iter().map(|s| s.cache.len + s.tokens.len()).max().unwrap_or(0);
         b.run(|| {
             let rope = self.rope.covering(b, positions)?;
+            let local = self.rope_local.as_ref().map(|t| t.covering(b, positions)).transpose()?;
             let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
             let mut h = b.embedding(&self.embed, &ids)?;
+            if self.config.scale_embeddings {
+                h = b.scale(&h, (self.config.hidden_size as f32).sqrt())?;
+            }
             for (l, layer) in self.layers.iter().enumerate() {
-                let pass = Pass { packing: &packing, rope: &rope.table };
+                let table = match (&local, self.config.layer_window(l)) {
+                    (Some(local), Some(_)) => &local.table,
+                    _ => &rope.table,
+                };
+                let pass = Pass { packing: &packing, rope: table };
                 h = self.layer_forward(l, layer, &h, batch, &pass, probe.as_deref_mut())?;
             }
             self.head(&h, batch, &packing)
@@ -432,7 +447,11 @@ impl<B: Backend> Model<B> {
                 KeyValues { k: &kv.k, v: &kv.v }
             })
             .collect();
-        let heads = HeadLayout { num_heads: c.num_heads, num_kv_heads: c.num_kv_heads, head_dim: c.head_dim };
+        let heads = HeadLayout {
+            scale: c.attention_scale(),
+            window: c.layer_window(l),
+            ..HeadLayout::new(c.num_heads, c.num_kv_heads, c.head_dim)
+        };
         let attn = b.attention(&q, &kv, &seqs, heads)?;
         if let (Some(probe), Some(&(start, n))) = (probe, packing.spans.first()) {
             probe.add_layer(&b.to_host(&gather(b, &q, &[start + n - 1])?)?, &b.to_host(kv[0].k)?, heads);
@@ -444,14 +463,23 @@ impl<B: Backend> Model<B> {
             }
         }
         let o = self.project(&attn, &layer.attn.o, cand.o.as_ref(), rows)?;
-        let h = b.add(h, &o)?;
+        let h = b.add(h, &self.post_norm(o, layer.post_attention_norm.as_ref())?)?;
 
-        let x = b.rms_norm(&h, &layer.post_attention_norm, c.rms_norm_eps)?;
+        let x = b.rms_norm(&h, &layer.ffn_norm, c.rms_norm_eps)?;
         let gate = layer.mlp.gate.forward(b, &x)?;
         let up = self.project(&x, &layer.mlp.up, cand.up.as_ref(), rows)?;
-        let act = b.swiglu(&gate, &up)?;
+        let act = b.glu(&gate, &up, c.hidden_act)?;
         let down = self.project(&act, &layer.mlp.down, cand.down.as_ref(), rows)?;
-        b.add(&h, &down)
+        b.add(&h, &self.post_norm(down, layer.post_ffn_norm.as_ref())?)
+    }
+
+    /// A sublayer's output RMS-normalised by `weight` before its residual add, or as it is when
+    /// the model has no such norm.
+    fn post_norm(&self, x: B::Tensor, weight: Option<&B::Weight>) -> Result<B::Tensor> {
+        match weight {
+            Some(w) => self.checked().rms_norm(&x, w, self.config.rms_norm_eps),
+            None => Ok(x),
+        }
     }
 
     /// Final norm and output head on the requested rows only.

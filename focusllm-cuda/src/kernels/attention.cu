@@ -4,7 +4,7 @@
 // The host cuts every sequence's query rows into tiles of ATT_BQ rows; `tiles` holds, per tile,
 // {first packed query row, rows in the tile, key position of its first row, first packed key row}.
 // Query row r of a tile sits at key position pos0 + r and sees keys 0..=pos0 + r of its sequence
-// (causal over past ++ new). Grid: (tiles, query heads, key splits). Block: ATT_THREADS threads,
+// (causal over past ++ new), or with window > 0 only the last `window` of them. Grid: (tiles, query heads, key splits). Block: ATT_THREADS threads,
 // each warp owning ATT_BQ / 4 query rows; keys stream through shared memory ATT_BK at a time.
 // With one split the block writes the normalised output; with several (long keys, few blocks,
 // e.g. decoding) each split writes its unnormalised partial sum and its running max / sum, and
@@ -19,7 +19,7 @@
 extern "C" __global__ void attention(float* out, float* part_acc, float* part_ml, const float* q,
                                      const float* k, const float* v, const int* tiles, int q_rows,
                                      int num_heads, int num_kv_heads, int head_dim, int split_len,
-                                     int splits, float scale) {
+                                     int splits, float scale, int window) {
     extern __shared__ float smem[];
     const int hd = head_dim;
     float* Qs = smem;                    // [ATT_BQ][hd], pre-scaled
@@ -36,6 +36,8 @@ extern "C" __global__ void attention(float* out, float* part_acc, float* part_ml
     const long long kv_cols = (long long)num_kv_heads * hd;
     const int key_begin = split * split_len;
     const int key_end = min(key_begin + split_len, pos0 + n_rows);
+    // Keys before the first row's window are seen by no row of the tile.
+    const int key_lo = window > 0 ? max(key_begin, pos0 + 1 - window) : key_begin;
 
     for (int i = threadIdx.x; i < ATT_BQ * hd; i += blockDim.x) {
         int r = i / hd, d = i - r * hd;
@@ -52,7 +54,7 @@ extern "C" __global__ void attention(float* out, float* part_acc, float* part_ml
         for (int j = 0; j < ATT_MAX_D; ++j) acc[rr][j] = 0.0f;
     }
 
-    for (int kb = key_begin; kb < key_end; kb += ATT_BK) {
+    for (int kb = key_lo; kb < key_end; kb += ATT_BK) {
         __syncthreads();  // the previous tile's readers are done (and Qs is written, first time)
         for (int i = threadIdx.x; i < ATT_BK * hd; i += blockDim.x) {
             int j = i / hd, d = i - j * hd;
@@ -72,7 +74,7 @@ extern "C" __global__ void attention(float* out, float* part_acc, float* part_ml
         for (int rr = 0; rr < ATT_ROWS_PER_WARP; ++rr) {
             const int r = warp * ATT_ROWS_PER_WARP + rr;
             if (r >= n_rows) continue;  // warp-uniform
-            const bool valid = key < key_end && key <= pos0 + r;
+            const bool valid = key < key_end && key <= pos0 + r && (window <= 0 || key > pos0 + r - window);
             float s = NEG_INF;
             if (valid) {
                 const float* qr = Qs + r * hd;

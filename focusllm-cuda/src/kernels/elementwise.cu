@@ -1,5 +1,5 @@
 // Row-wise and elementwise operations on f32 activations: embedding, RMSNorm, RoPE, SwiGLU,
-// residual add, row scatter. Grids are 1-D or 2-D; every kernel checks its own bounds.
+// GeGLU, scaling, residual add, row scatter. Grids are 1-D or 2-D; every kernel checks its own bounds.
 
 // out[r, c] = table[ids[r], c], converted to f32. Grid: (rows, ceil(cols/256)).
 template <typename W>
@@ -83,6 +83,22 @@ extern "C" __global__ void swiglu(float* out, const float* gate, const float* up
     if (i >= n) return;
     float g = gate[i];
     out[i] = g / (1.0f + expf(-g)) * up[i];
+}
+
+// out = gelu_tanh(gate) * up (GeGLU), tanh's argument clamped where tanh is +-1 in f32.
+extern "C" __global__ void geglu(float* out, const float* gate, const float* up, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float g = gate[i];
+    float u = fminf(fmaxf(0.7978846f * (g + 0.044715f * g * g * g), -15.0f), 15.0f);
+    out[i] = 0.5f * g * (1.0f + tanhf(u)) * up[i];
+}
+
+// out = x * factor.
+extern "C" __global__ void scale(float* out, const float* x, float factor, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    out[i] = x[i] * factor;
 }
 
 // out = a + b.

@@ -103,12 +103,13 @@ impl CudaBackend {
             None
         };
         let (acc_ptr, ml_ptr) = partial.as_ref().map_or((0, 0), |(a, m)| (self.ptr(a, 0), self.ptr(m, 0)));
-        let scale = 1.0 / (hd as f32).sqrt();
+        // 0: no window; a window past i32 covers every key anyway.
+        let window = h.window.map_or(0, |w| w.min(i32::MAX as usize) as i32);
         let cfg = config((num_tiles as u32, h.num_heads as u32, splits as u32), THREADS, shared as u32);
         launch!(self, "attention", cfg;
             self.ptr(&out, 0), acc_ptr, ml_ptr, self.ptr(&q.buf, 0), self.ptr(&k.buf, 0), self.ptr(&v.buf, 0),
             self.ptr(&tiles_dev, 0), q.rows as i32, h.num_heads as i32, h.num_kv_heads as i32, hd as i32,
-            split_len as i32, splits as i32, scale);
+            split_len as i32, splits as i32, h.scale, window);
         if splits > 1 {
             let threads = (hd.div_ceil(32) * 32).min(256) as u32;
             let cfg = config(((q.rows * h.num_heads) as u32, 1, 1), threads, 0);

@@ -1,6 +1,6 @@
-//! Embedding, RMSNorm, RoPE, SwiGLU and the residual add.
+//! Embedding, RMSNorm, RoPE, the gated activations, scaling and the residual add.
 
-use focusllm_core::Result;
+use focusllm_core::{Activation, Result};
 
 use crate::error::err;
 use crate::kernels::KernelSource;
@@ -61,8 +61,20 @@ impl CudaBackend {
         Ok(CudaTensor::new(out, a.rows, a.cols))
     }
 
-    pub(crate) fn op_swiglu(&self, gate: &CudaTensor, up: &CudaTensor) -> Result<CudaTensor> {
-        self.binary("swiglu", gate, up)
+    pub(crate) fn op_glu(&self, gate: &CudaTensor, up: &CudaTensor, act: Activation) -> Result<CudaTensor> {
+        match act {
+            Activation::Silu => self.binary("swiglu", gate, up),
+            Activation::GeluTanh => self.binary("geglu", gate, up),
+        }
+    }
+
+    pub(crate) fn op_scale(&self, x: &CudaTensor, factor: f32) -> Result<CudaTensor> {
+        let n = x.rows * x.cols;
+        let out = self.alloc::<f32>("scale output", n)?;
+        if n > 0 {
+            launch!(self, "scale", per_element(n); self.ptr(&out, 0), self.ptr(&x.buf, 0), factor, n as i64);
+        }
+        Ok(CudaTensor::new(out, x.rows, x.cols))
     }
 
     pub(crate) fn op_add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {

@@ -1,4 +1,4 @@
-//! Fused causal attention over a packed batch of sequences (online softmax, GQA).
+//! Fused causal attention over a packed batch of sequences (online softmax, GQA, sliding windows).
 
 use focusllm_core::{AttentionSeq, HeadLayout, Result};
 
@@ -20,11 +20,13 @@ pub(crate) fn attention(
     if h.head_dim > MAX_HEAD_DIM {
         return Err(err(format!("attention: head_dim {} (supported: 1..={MAX_HEAD_DIM})", h.head_dim)));
     }
-    // Per query row: (first key row, keys visible), causal over past ++ new.
+    // Per query row: (first key row, keys visible), causal over past ++ new, within the window.
     let mut rows = vec![[0u32; 2]; q.rows];
     for s in seqs {
         for i in 0..s.q_len {
-            rows[s.q_start + i] = [s.kv_start as u32, (s.kv_len - s.q_len + i + 1) as u32];
+            let pos = s.kv_len - s.q_len + i;
+            let first = h.first_key(pos);
+            rows[s.q_start + i] = [(s.kv_start + first) as u32, (pos + 1 - first) as u32];
         }
     }
     let out = ctx.alloc(q.bytes(), "attention output")?;
@@ -39,7 +41,7 @@ pub(crate) fn attention(
     if h.num_heads as u64 > max || gz > max {
         return Err(err("attention: grid exceeds the adapter's dispatch limits"));
     }
-    let scale = 1.0 / (h.head_dim as f32).sqrt();
+    let scale = h.scale;
     ctx.run(&[Dispatch {
         kernel: &kernel,
         params: [

@@ -1,6 +1,6 @@
-//! Elementwise operations: the residual sum and the SwiGLU gate.
+//! Elementwise operations: the residual sum, the gated activations and scaling.
 
-use focusllm_core::Result;
+use focusllm_core::{Activation, Result};
 
 use super::{Shader, WeightType};
 use crate::context::{Context, Dispatch};
@@ -26,7 +26,28 @@ pub(crate) fn add(ctx: &Context, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuT
     binary(ctx, "add", a, b)
 }
 
-/// `silu(gate) * up`.
-pub(crate) fn swiglu(ctx: &Context, gate: &WgpuTensor, up: &WgpuTensor) -> Result<WgpuTensor> {
-    binary(ctx, "swiglu", gate, up)
+/// `act(gate) * up`.
+pub(crate) fn glu(ctx: &Context, gate: &WgpuTensor, up: &WgpuTensor, act: Activation) -> Result<WgpuTensor> {
+    let entry = match act {
+        Activation::Silu => "swiglu",
+        Activation::GeluTanh => "geglu",
+    };
+    binary(ctx, entry, gate, up)
+}
+
+/// `x * factor`: the factor travels as a one-value buffer read by every thread.
+pub(crate) fn scale(ctx: &Context, x: &WgpuTensor, factor: f32) -> Result<WgpuTensor> {
+    let out = ctx.alloc(x.bytes(), "scale")?;
+    let n = (x.rows * x.cols) as u64;
+    if n > 0 {
+        let factor = ctx.upload(&[factor], "scale factor")?;
+        let kernel = ctx.kernel(Shader::Elementwise, "scale", WeightType::F32)?;
+        ctx.run(&[Dispatch {
+            kernel: &kernel,
+            params: [n as u32, 0, 0, 0, 0, 0, 0, 0],
+            buffers: vec![&x.buf, &factor, &out],
+            groups: ctx.grid(n.div_ceil(256))?,
+        }])?;
+    }
+    Ok(WgpuTensor::new(out, x.rows, x.cols))
 }

@@ -1,4 +1,5 @@
-// Elementwise kernels over n values, one thread each: the residual sum and the SwiGLU gate.
+// Elementwise kernels over n values, one thread each: the residual sum, the gated activations
+// (SwiGLU, GeGLU) and the scaling by a constant.
 
 struct Params {
     n: u32,
@@ -44,5 +45,34 @@ fn swiglu(
     if (i < p.n) {
         let g = a[i];
         y[i] = g / (1.0 + exp(-g)) * b[i];
+    }
+}
+
+// y = gelu_tanh(a) * b, with a the gate and b the up projection
+@compute @workgroup_size(256, 1, 1)
+fn geglu(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = index(wg, nwg, lid);
+    if (i < p.n) {
+        let g = a[i];
+        // Clamped: tanh is +-1 to f32 precision past 9, and some drivers' tanh overflows beyond.
+        let u = clamp(0.7978846 * (g + 0.044715 * g * g * g), -15.0, 15.0);
+        y[i] = 0.5 * g * (1.0 + tanh(u)) * b[i];
+    }
+}
+
+// y = a * b[0]: every value times one factor
+@compute @workgroup_size(256, 1, 1)
+fn scale(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = index(wg, nwg, lid);
+    if (i < p.n) {
+        y[i] = a[i] * b[0];
     }
 }

@@ -1,7 +1,8 @@
 //! # focusllm
 //!
-//! Run LLaMA-family models on inputs far past their native window with FocusLLM, on the CPU
-//! (feature `cpu`, on by default), any GPU through wgpu, or NVIDIA GPUs through CUDA.
+//! Run decoder-only models (LLaMA, Mistral, Qwen2/3, Gemma 3) on inputs far past their native
+//! window with FocusLLM, on the CPU (feature `cpu`, on by default), any GPU through wgpu, or NVIDIA
+//! GPUs through CUDA.
 //! `default_model` (feature `default-model`, on by default) fetches and caches a small model to
 //! start from.
 //!

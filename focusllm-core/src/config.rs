@@ -1,4 +1,5 @@
-//! `ModelConfig`: the hyper-parameters of a LLaMA-family model, read from a Hugging Face `config.json`.
+//! `ModelConfig`: the hyper-parameters of a decoder of a supported architecture, read from a Hugging
+//! Face `config.json` (or built from GGUF metadata).
 
 use std::path::Path;
 
@@ -182,6 +183,7 @@ impl ModelConfig {
 
         let hidden_size = keys.usize("hidden_size")?;
         let num_layers = keys.usize("num_hidden_layers")?;
+        check_layer_count(num_layers)?;
         let num_heads = keys.usize("num_attention_heads")?;
         let num_kv_heads = keys.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
         let head_dim = match keys.opt_usize("head_dim")? {
@@ -263,9 +265,7 @@ impl ModelConfig {
                 return Err(invalid(key, &v, "its weight matrix would have more bytes than memory can address"));
             }
         }
-        if self.num_layers > MAX_LAYERS {
-            return Err(invalid("num_hidden_layers", &self.num_layers, "deeper than any model (at most 4096 layers)"));
-        }
+        check_layer_count(self.num_layers)?;
         let factors = match self.rope_scaling {
             RopeScaling::Linear { factor } => vec![factor],
             RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, .. } => {
@@ -650,6 +650,15 @@ impl Keys<'_> {
     }
 }
 
+/// Refuses a layer count no model has, before anything sized by it (per-layer lists, tensor names)
+/// is allocated.
+pub(crate) fn check_layer_count(num_layers: usize) -> Result<()> {
+    if num_layers > MAX_LAYERS {
+        return Err(invalid("num_hidden_layers", &num_layers, "deeper than any model (at most 4096 layers)"));
+    }
+    Ok(())
+}
+
 /// Every `pattern`-th layer global, the others sliding (`pattern` 0: all sliding), as Gemma 3
 /// and llama.cpp lay them out.
 pub(crate) fn sliding_pattern(num_layers: usize, pattern: usize) -> Vec<LayerType> {
@@ -722,6 +731,7 @@ mod tests {
         c.architecture = Architecture::Qwen3;
         (c.qkv_bias, c.o_bias, c.qk_norm) = (false, false, true);
         configs.push(c);
+        configs.push(parse(GEMMA).unwrap());
         for c in configs {
             let text = c.to_hf_json().to_string();
             assert_eq!(parse(&text).unwrap(), c, "{text}");
@@ -757,5 +767,41 @@ mod tests {
         assert!(matches!(parse(&text), Err(Error::InvalidConfig { .. })));
         assert!(matches!(parse("{not json"), Err(Error::Json { .. })));
         assert!(matches!(parse("[1,2]"), Err(Error::InvalidConfig { .. })));
+        // A trillion layers is refused before any per-layer list is allocated.
+        let deep = BASE.replace(r#""num_hidden_layers":2"#, r#""num_hidden_layers":1000000000000"#);
+        assert!(matches!(parse(&deep), Err(Error::InvalidConfig { key, .. }) if key == "num_hidden_layers"));
+    }
+
+    const GEMMA: &str = r#"{"model_type":"gemma3_text","hidden_size":64,"intermediate_size":128,
+        "num_hidden_layers":8,"num_attention_heads":4,"num_key_value_heads":1,"head_dim":32,
+        "rms_norm_eps":1e-6,"vocab_size":100,"max_position_embeddings":256,"sliding_window":16,
+        "query_pre_attn_scalar":32,"rope_theta":1000000.0,"eos_token_id":[1,5]}"#;
+
+    #[test]
+    fn gemma3_layers_slide_between_global_ones() {
+        let c = parse(GEMMA).unwrap();
+        assert_eq!(c.architecture, Architecture::Gemma3);
+        // No `layer_types`: every 6th layer global, the local base 10000.
+        let sliding: Vec<bool> = c.layer_types.iter().map(|t| *t == LayerType::Sliding).collect();
+        assert_eq!(sliding, [true, true, true, true, true, false, true, true]);
+        assert_eq!((c.layer_window(0), c.layer_window(5)), (Some(16), None));
+        assert_eq!(c.rope_local_theta, Some(10_000.0));
+        assert_eq!(c.rope_local_inv_freq().unwrap()[1], 10_000f32.powf(-2.0 / 32.0));
+        assert!(c.tie_word_embeddings && c.qk_norm && c.sandwich_norms && c.norm_unit_offset);
+        assert_eq!(c.hidden_act, Activation::GeluTanh);
+        let shapes = c.tensor_shapes();
+        assert!(shapes.contains(&("model.layers.7.post_feedforward_layernorm.weight".to_string(), vec![64])));
+        assert!(!shapes.iter().any(|(n, _)| n == "lm_head.weight"));
+        // Soft-capping (Gemma 2) and a sliding layer without a window are refused by name.
+        let capped = GEMMA.replace(r#""sliding_window":16"#, r#""sliding_window":16,"final_logit_softcapping":30.0"#);
+        assert!(matches!(parse(&capped), Err(Error::InvalidConfig { key, .. }) if key == "final_logit_softcapping"));
+        let unwindowed = GEMMA.replace(r#""sliding_window":16,"#, "");
+        assert!(matches!(parse(&unwindowed), Err(Error::InvalidConfig { key, .. }) if key == "sliding_window"));
+        let listed = GEMMA.replace(
+            r#""sliding_window":16"#,
+            r#""sliding_window":16,"layer_types":["full_attention","sliding_attention","full_attention","full_attention","sliding_attention","full_attention","full_attention","full_attention"]"#,
+        );
+        assert_eq!(parse(&listed).unwrap().layer_window(1), Some(16));
+        assert_eq!(parse(&listed).unwrap().layer_window(0), None);
     }
 }

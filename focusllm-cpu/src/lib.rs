@@ -1,7 +1,8 @@
 //! The focusllm [`Backend`] on multithreaded CPUs: f32 compute over f32 weights, f16/bf16 weights
-//! (kept in 16 bits) and Q8_0/Q4_0/Q4_1 weights (kept in their blocks); products through `gemm`
-//! (on panels widened from the stored form when the weights are not f32) or, for a few activation
-//! rows, straight on the stored form; everything else row-parallel with rayon on a pool of its own.
+//! (kept in 16 bits) and GGUF block-quantised weights (kept as small integers with f32 group
+//! scales, decoded once at load); products through `gemm` (on panels widened from the stored form
+//! when the weights are not f32) or, for a few activation rows, straight on the stored form;
+//! everything else row-parallel with rayon on a pool of its own.
 #![warn(missing_docs)]
 
 mod attention;

@@ -8,7 +8,7 @@
 //! The kernels are CUDA C files in `src/kernels/`, compiled by NVRTC for the device's architecture
 //! the first time one of them is needed, and kept for the backend's life ([`kernels`] compiles them
 //! without a GPU, for tests). Activations stay on the device as f32; weights keep their checkpoint
-//! precision (f32, f16, bf16, or GGUF's Q8_0/Q4_0/Q4_1 blocks, dequantised as the kernels read
+//! precision (f32, f16, bf16, or GGUF's quantised blocks, dequantised as the kernels read
 //! them) and are multiplied with f32 accumulation, on the tensor cores for f16/bf16 on sm_80 and
 //! newer. Only [`Backend::to_host`] waits for the GPU.
 //!
@@ -138,10 +138,7 @@ impl Backend for CudaBackend {
             (DType::F16, _) => WeightData::F16(self.upload(&what, &halves())?),
             (DType::BF16, _) => WeightData::BF16(self.upload(&what, &halves())?),
             // Quantised matrices (from GGUF files) keep their blocks; the kernels dequantise.
-            (DType::Q8_0 | DType::Q4_0 | DType::Q4_1, _) => WeightData::Blocks(t.dtype, self.upload(&what, &t.bytes)?),
-            // The other block types (Q5_0 to IQ4_XS) are not read by the kernels yet: widened to
-            // f32, exactly as the file defines the values.
-            _ => WeightData::F32(self.upload(&what, &t.to_f32())?),
+            _ => WeightData::Blocks(t.dtype, self.upload(&what, &t.bytes)?),
         };
         Ok(CudaWeight { data, rows, cols })
     }

@@ -54,28 +54,47 @@ pub(crate) enum WeightData {
     F16(CudaSlice<u16>),
     /// bfloat16 bit patterns.
     BF16(CudaSlice<u16>),
-    /// ggml's block-quantised Q8_0, Q4_0 or Q4_1: the checkpoint's bytes as they are, dequantised
-    /// by the kernels as they read them (a Q4_1 matrix takes a sixth of its f32 size).
+    /// ggml's block-quantised types: the checkpoint's bytes as they are, dequantised by the
+    /// kernels as they read them (a Q4_1 matrix takes a sixth of its f32 size).
     Blocks(DType, CudaSlice<u8>),
 }
 
 impl WeightData {
-    /// The element type's part of kernel names: `f32`, `f16`, `bf16`, `q8_0`, `q4_0`, `q4_1`
+    /// The element type's part of kernel names: `f32`, `f16`, `bf16`, `q8_0`, ..., `iq4_xs`
     /// (`linear_gemv_q4_1`, `embedding_f16`, ...).
     pub(crate) fn kernel_suffix(&self) -> &'static str {
         match self {
             WeightData::F32(_) => "f32",
             WeightData::F16(_) => "f16",
             WeightData::BF16(_) => "bf16",
-            WeightData::Blocks(DType::Q8_0, _) => "q8_0",
-            WeightData::Blocks(DType::Q4_0, _) => "q4_0",
-            WeightData::Blocks(_, _) => "q4_1",
+            WeightData::Blocks(dtype, _) => block_suffix(*dtype),
         }
     }
 }
 
+/// The kernel-name part of a checkpoint type (the dense ones never come as blocks).
+fn block_suffix(dtype: DType) -> &'static str {
+    match dtype {
+        DType::Q8_0 => "q8_0",
+        DType::Q4_0 => "q4_0",
+        DType::Q4_1 => "q4_1",
+        DType::Q5_0 => "q5_0",
+        DType::Q5_1 => "q5_1",
+        DType::Q2_K => "q2_k",
+        DType::Q3_K => "q3_k",
+        DType::Q4_K => "q4_k",
+        DType::Q5_K => "q5_k",
+        DType::Q6_K => "q6_k",
+        DType::IQ4_NL => "iq4_nl",
+        DType::IQ4_XS => "iq4_xs",
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+    }
+}
+
 /// A weight on the device: a matrix `[out, in]` in its checkpoint precision (f32, f16, bf16, or
-/// ggml's Q8_0/Q4_0/Q4_1 blocks), or a vector `[n]` (one row) in f32.
+/// ggml's quantised blocks), or a vector `[n]` (one row) in f32.
 pub struct CudaWeight {
     pub(crate) data: WeightData,
     pub(crate) rows: usize,

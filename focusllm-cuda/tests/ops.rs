@@ -19,8 +19,10 @@ focusllm_testdata::op_conformance_tests!(cuda("conformance"));
 fn matrices_keep_their_checkpoint_type_on_the_device() {
     let Some(gpu) = cuda("weight types") else { return };
     let mut rng = Rng::new(11);
-    for dtype in [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1] {
-        for (rows, cols) in [(96, 64), (2, 48)] {
+    for dtype in [DType::F32, DType::F16, DType::BF16].into_iter().chain(DType::QUANTIZED) {
+        // Whole rows of blocks, and (2 rows of 48 or 128) rows sharing a block.
+        let shared = if dtype.block().0 == 256 { (2, 128) } else { (2, 48) };
+        for (rows, cols) in [(96, 64), shared] {
             let uploaded = gpu.upload_weight(&random_weight(dtype, rows, cols, &mut rng)).unwrap();
             assert_eq!(uploaded.dtype(), dtype, "a [{rows}, {cols}] {dtype:?} matrix");
         }

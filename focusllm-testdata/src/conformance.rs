@@ -51,9 +51,6 @@ pub const F16_MODEL_TOL: f32 = 2e-2;
 /// KV cache or in one forward, in a packed batch or alone): only summation order differs.
 pub const SAME_WEIGHTS_TOL: f32 = 1e-4;
 
-/// The block types the GPU kernels read in place; the others are widened at upload.
-pub const KEPT_BLOCKS: [DType; 3] = [DType::Q8_0, DType::Q4_0, DType::Q4_1];
-
 /// How a backend keeps weights on its device, which fixes the values its results are held to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Storage {
@@ -79,7 +76,7 @@ impl Storage {
     pub fn stored(self, t: &HostTensor<'_>) -> Vec<f32> {
         let values = t.to_f32();
         let rounded = self == Storage::F16Matrices
-            && matches!(t.shape.as_slice(), &[_, cols] if !(KEPT_BLOCKS.contains(&t.dtype) && cols % t.dtype.block().0 == 0));
+            && matches!(t.shape.as_slice(), &[_, cols] if !(DType::QUANTIZED.contains(&t.dtype) && cols % t.dtype.block().0 == 0));
         if rounded {
             round_f16(&values)
         } else {

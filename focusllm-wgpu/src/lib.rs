@@ -2,8 +2,8 @@
 //! of the transformer is a WGSL compute shader, activations stay on the device, and the only
 //! read-back is [`Backend::to_host`] (the logits of a forward).
 //!
-//! - Weights: GGUF's quantised matrices (Q8_0, Q4_0, Q4_1) keep their blocks, dequantised by the
-//!   shaders as they read them; other matrices in f16 where the adapter has `SHADER_F16` (converted
+//! - Weights: GGUF's quantised matrices (every block type the crate reads) keep their blocks,
+//!   dequantised by the shaders as they read them; other matrices in f16 where the adapter has `SHADER_F16` (converted
 //!   from f32/bf16/f16 at upload), f32 otherwise or when [`WeightPrecision::F32`] is asked for;
 //!   vectors in f32. A matrix larger than the adapter's largest storage binding is split into row
 //!   ranges.

@@ -76,7 +76,8 @@ pub(crate) struct WeightPart {
 
 /// A checkpoint weight on the device: a matrix `[rows, cols]` (a vector is one row).
 ///
-/// Quantised matrices (GGUF's Q8_0, Q4_0, Q4_1) keep their blocks, read in place by the shaders;
+/// Quantised matrices (every GGUF block type the crate reads) keep their blocks, read in place by
+/// the shaders;
 /// other matrices are kept in f16 where the adapter has `SHADER_F16` (unless f32 is asked for);
 /// vectors (norm weights, biases) always in f32. A matrix larger than the adapter's largest
 /// storage binding is split into row ranges, each in its own buffer.
@@ -111,13 +112,7 @@ impl WgpuWeight {
 
     /// The element type kept on the device: F32, F16, or the checkpoint's quantised type.
     pub fn dtype(&self) -> DType {
-        match self.dtype {
-            WeightType::F32 => DType::F32,
-            WeightType::F16 => DType::F16,
-            WeightType::Q8_0 => DType::Q8_0,
-            WeightType::Q4_0 => DType::Q4_0,
-            WeightType::Q4_1 => DType::Q4_1,
-        }
+        self.dtype.dtype()
     }
 
     /// Number of buffers the weight is split into (1 unless it exceeds one binding).
@@ -152,7 +147,6 @@ fn convert<'a>(t: &'a HostTensor<'_>, to: WeightType) -> Converted<'a> {
     let b = &t.bytes;
     match to {
         WeightType::F32 => Converted::F32(t.to_f32()),
-        WeightType::Q8_0 | WeightType::Q4_0 | WeightType::Q4_1 => Converted::Blocks(b),
         WeightType::F16 => Converted::F16(match t.dtype {
             DType::F16 => b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect(),
             DType::BF16 => {
@@ -162,21 +156,19 @@ fn convert<'a>(t: &'a HostTensor<'_>, to: WeightType) -> Converted<'a> {
                 .chunks_exact(4)
                 .map(|c| f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_bits())
                 .collect(),
-            // Block types the kernels do not read (Q5_0 to IQ4_XS), or rows not whole blocks.
+            // Quantised rows that are not whole blocks.
             _ => t.to_f32().into_iter().map(|x| f16::from_f32(x).to_bits()).collect(),
         }),
+        _ => Converted::Blocks(b),
     }
 }
 
-/// The type a weight is kept in: Q8_0, Q4_0 and Q4_1 matrices keep their blocks when each row is
-/// whole blocks (GGUF's always are); other matrices (the other block types too, which the kernels
-/// do not read yet) f16 where the context keeps f16, else f32; vectors f32.
+/// The type a weight is kept in: quantised matrices keep their blocks when each row is whole
+/// blocks (GGUF's always are); other matrices f16 where the context keeps f16, else f32; vectors f32.
 fn stored_type(ctx: &Context, t: &HostTensor<'_>, matrix: bool, cols: usize) -> WeightType {
-    let whole_blocks = cols > 0 && cols.is_multiple_of(focusllm_core::quant::BLOCK);
-    match t.dtype {
-        DType::Q8_0 if matrix && whole_blocks => WeightType::Q8_0,
-        DType::Q4_0 if matrix && whole_blocks => WeightType::Q4_0,
-        DType::Q4_1 if matrix && whole_blocks => WeightType::Q4_1,
+    let whole_blocks = cols > 0 && cols.is_multiple_of(t.dtype.block().0);
+    match WeightType::blocks(t.dtype) {
+        Some(blocks) if matrix && whole_blocks => blocks,
         _ if matrix && ctx.f16_weights => WeightType::F16,
         _ => WeightType::F32,
     }

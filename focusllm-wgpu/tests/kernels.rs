@@ -44,12 +44,13 @@ fn weights_larger_than_a_binding_are_split_not_refused() {
 
 #[test]
 fn quantised_matrices_keep_their_blocks_and_match_the_dequantised_product() {
-    // Whole and split into parts (600 bytes: 5-11 rows of 96 elements, so parts end inside tiles).
+    // Whole and split into parts (600 bytes: 2-11 rows, so parts end inside tiles); rows of three
+    // blocks of 32, or one super-block of 256.
     for max_binding_bytes in [None, Some(600)] {
         let Some(b) = backend_with(WgpuConfig { max_binding_bytes, ..Default::default() }) else { return };
         let mut rng = Rng::new(6);
-        for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
-            let (k, n) = (96, 130);
+        for dtype in DType::QUANTIZED {
+            let (k, n) = (if dtype.block().0 == 32 { 96 } else { 256 }, 130);
             let t = random_blocks(dtype, n, k, &mut rng);
             let wv = t.to_f32();
             let w = b.upload_weight(&t).unwrap();

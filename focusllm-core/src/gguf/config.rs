@@ -1,6 +1,8 @@
 //! GGUF metadata (`general.architecture` and the `{arch}.*` keys) to a [`ModelConfig`].
 
-use crate::config::{sliding_pattern, Activation, Architecture, LayerType, ModelConfig, RopeScaling};
+use crate::config::{
+    check_layer_count, sliding_pattern, Activation, Architecture, LayerType, ModelConfig, RopeScaling,
+};
 use crate::error::{Error, Result};
 
 use super::{MetaKeys, MetaValue};
@@ -72,6 +74,7 @@ pub(crate) fn model_config(keys: &MetaKeys<'_>) -> Result<ModelConfig> {
     }
 
     let num_layers = keys.usize(&k("block_count"))?;
+    check_layer_count(num_layers)?;
     let gemma = architecture == Architecture::Gemma3;
     if let Some(cap) = keys.opt_f32(&k("final_logit_softcapping"))?.filter(|&c| c != 0.0) {
         return Err(keys.wrong(&k("final_logit_softcapping"), "0 (logit soft-capping is not supported)", &cap));

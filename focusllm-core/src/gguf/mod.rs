@@ -208,6 +208,10 @@ fn unpermute_rows<T: Copy + Default>(data: &[T], rows: usize, heads: usize) -> O
     if heads == 0 || rows == 0 || !rows.is_multiple_of(group) || !data.len().is_multiple_of(rows) {
         return None;
     }
+    if data.is_empty() {
+        // Rows of no elements: nothing moves (and a fuzzed row count must not be walked).
+        return Some(Vec::new());
+    }
     let row_len = data.len() / rows;
     let head_dim = rows / heads;
     let half = head_dim / 2;
@@ -403,5 +407,7 @@ mod tests {
         assert_eq!(unpermute_rows(&permuted, rows, heads).unwrap(), hf);
         assert!(unpermute_rows(&permuted, rows, 5).is_none());
         assert!(unpermute_rows(&permuted, rows, 0).is_none());
+        // Billions of empty rows (a fuzzed shape with a zero width) return at once.
+        assert_eq!(unpermute_rows::<u8>(&[], 1 << 40, 2), Some(Vec::new()));
     }
 }

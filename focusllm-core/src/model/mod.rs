@@ -169,7 +169,7 @@ impl Logits {
     }
 }
 
-/// A LLaMA-family decoder resident on a backend.
+/// A decoder of one of the supported architectures, resident on a backend.
 pub struct Model<B: Backend> {
     pub(crate) backend: B,
     pub(crate) config: ModelConfig,

@@ -23,6 +23,15 @@ EMBEDDING_ENTRY(bf16, WBF16)
 EMBEDDING_ENTRY(q8_0, WQ8_0)
 EMBEDDING_ENTRY(q4_0, WQ4_0)
 EMBEDDING_ENTRY(q4_1, WQ4_1)
+EMBEDDING_ENTRY(q5_0, WQ5_0)
+EMBEDDING_ENTRY(q5_1, WQ5_1)
+EMBEDDING_ENTRY(q2_k, WQ2_K)
+EMBEDDING_ENTRY(q3_k, WQ3_K)
+EMBEDDING_ENTRY(q4_k, WQ4_K)
+EMBEDDING_ENTRY(q5_k, WQ5_K)
+EMBEDDING_ENTRY(q6_k, WQ6_K)
+EMBEDDING_ENTRY(iq4_nl, WIQ4_NL)
+EMBEDDING_ENTRY(iq4_xs, WIQ4_XS)
 
 // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight. One block of 256 threads per row.
 extern "C" __global__ void rms_norm(float* out, const float* x, const float* weight, int rows, int cols, float eps) {

@@ -1,5 +1,5 @@
 // Dense products against weights: out[m, n] = x[m, k] . w[n, k] (+ bias[n]), f32 activations,
-// f32/f16/bf16 weights or ggml's Q8_0/Q4_0/Q4_1 blocks (read in place, dequantised as loaded), f32
+// f32/f16/bf16 weights or ggml's quantised blocks (every type the crate reads, read in place, dequantised as loaded), f32
 // accumulation. Three kernels, chosen by the host:
 //   linear_gemv_*  few rows (decode): one warp per output column, every weight read once for all
 //                  rows (memory-bound: the weights' bytes are the cost).
@@ -128,6 +128,15 @@ LINEAR_ENTRIES(bf16, WBF16)
 LINEAR_ENTRIES(q8_0, WQ8_0)
 LINEAR_ENTRIES(q4_0, WQ4_0)
 LINEAR_ENTRIES(q4_1, WQ4_1)
+LINEAR_ENTRIES(q5_0, WQ5_0)
+LINEAR_ENTRIES(q5_1, WQ5_1)
+LINEAR_ENTRIES(q2_k, WQ2_K)
+LINEAR_ENTRIES(q3_k, WQ3_K)
+LINEAR_ENTRIES(q4_k, WQ4_K)
+LINEAR_ENTRIES(q5_k, WQ5_K)
+LINEAR_ENTRIES(q6_k, WQ6_K)
+LINEAR_ENTRIES(iq4_nl, WIQ4_NL)
+LINEAR_ENTRIES(iq4_xs, WIQ4_XS)
 
 // ---------------------------------------------------------------------------------------------
 // Tensor-core product: 128 threads (4 warps, 2x2), 64x64 outputs per block, each warp 32x32

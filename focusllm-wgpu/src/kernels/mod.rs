@@ -52,13 +52,13 @@ impl Shader {
 /// The source compiled for `weight`: `wt` aliases the element type of the weight buffer (`enable
 /// f16;` first where it is `f16`; `u32` words for quantised blocks), then for the shaders that read
 /// weights `fn weight(i: u32) -> f32`, element `i` of the buffer `w` as f32, and `fn weight4(i)`,
-/// elements `i..i + 4` (`i` a multiple of 4), then the kernel's own constants (`consts`, WGSL
-/// declarations).
+/// elements `i..i + 4` (`i` a multiple of 4; one load of scale and quants for the block types that
+/// have a reader of four), then the kernel's own constants (`consts`, WGSL declarations).
 fn full_source(shader: Shader, weight: WeightType, consts: &str) -> String {
     let prelude = match weight {
         WeightType::F16 => "enable f16;\nalias wt = f16;\n",
         WeightType::F32 => "alias wt = f32;\n",
-        WeightType::Q8_0 | WeightType::Q4_0 | WeightType::Q4_1 => "alias wt = u32;\n",
+        _ => "alias wt = u32;\n",
     };
     let reader = match (shader.reads_weights(), weight) {
         (false, _) => String::new(),
@@ -69,8 +69,12 @@ fn full_source(shader: Shader, weight: WeightType, consts: &str) -> String {
         .into(),
         (true, quantised) => {
             let name = format!("{quantised:?}").to_lowercase();
+            let four = match quantised {
+                WeightType::Q8_0 | WeightType::Q4_0 | WeightType::Q4_1 => format!("{name}_4(i)"),
+                _ => format!("vec4<f32>({name}(i), {name}(i + 1u), {name}(i + 2u), {name}(i + 3u))"),
+            };
             format!(
-                "{}\nfn weight(i: u32) -> f32 {{ return {name}(i); }}\nfn weight4(i: u32) -> vec4<f32> {{ return {name}_4(i); }}\n",
+                "{}\nfn weight(i: u32) -> f32 {{ return {name}(i); }}\nfn weight4(i: u32) -> vec4<f32> {{ return {four}; }}\n",
                 include_str!("../shaders/quant.wgsl")
             )
         }

@@ -3,9 +3,9 @@
 //! read-back is [`Backend::to_host`] (the logits of a forward).
 //!
 //! - Weights: GGUF's quantised matrices (every block type the crate reads) keep their blocks,
-//!   dequantised by the shaders as they read them; other matrices in f16 where the adapter has `SHADER_F16` (converted
-//!   from f32/bf16/f16 at upload), f32 otherwise or when [`WeightPrecision::F32`] is asked for;
-//!   vectors in f32. A matrix larger than the adapter's largest storage binding is split into row
+//!   dequantised by the shaders as they read them; other matrices in f16 where the adapter has
+//!   `SHADER_F16` (converted from f32/bf16/f16 at upload), f32 otherwise or when
+//!   [`WeightPrecision::F32`] is asked for; vectors in f32. A matrix larger than the adapter's largest storage binding is split into row
 //!   ranges.
 //! - Kernels: tiled matrix product with workgroup memory (and a matrix-vector kernel for decode
 //!   steps), fused causal attention with online softmax and GQA over packed sequences, RMSNorm,

@@ -122,7 +122,8 @@ pub(crate) fn model_config(keys: &MetaKeys<'_>) -> Result<ModelConfig> {
 
 /// Gemma 3's per-layer attention, as llama.cpp reads it: the window, the layers that slide
 /// (`attention.sliding_window_pattern`, a list of per-layer flags or a period, every 6th layer
-/// global by default; no window: no sliding layers) and their RoPE base (`rope.freq_base_swa`, 10000 by default).
+/// global by default; no window: no sliding layers) and their RoPE base (`rope.freq_base_swa`,
+/// 10000 by default).
 fn gemma_layers(
     keys: &MetaKeys<'_>,
     arch: &str,

@@ -1,7 +1,7 @@
 //! GGUF model files (llama.cpp's format), memory-mapped: metadata to [`ModelConfig`], the
-//! tokenizer and chat template from `tokenizer.*`, and tensors (every [`GgmlType::SUPPORTED`] type)
-//! under their Hugging Face names and conventions, in the file's own format (backends that compute on quantised
-//! blocks keep them; the others dequantise with [`HostTensor::to_f32`]).
+//! tokenizer and chat template from `tokenizer.*`, and tensors (every [`GgmlType::SUPPORTED`]
+//! type) under their Hugging Face names and conventions, in the file's own format (backends that
+//! compute on quantised blocks keep them; the others dequantise with [`HostTensor::to_f32`]).
 //!
 //! ```no_run
 //! use focusllm_core::gguf::GgufFile;

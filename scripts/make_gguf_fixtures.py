@@ -49,7 +49,11 @@ tests/fixtures/gguf/spm-vocab.gguf, spm_expected.json
     A SentencePiece-style vocabulary (`tokenizer.ggml.model` llama: byte tokens, scores, no
     merges) and the ids and decoded texts transformers' GGUF tokenizer gives for a few texts.
 
-Usage: python3 scripts/make_gguf_fixtures.py [--out tests/fixtures/gguf]
+With --wide DIR, only DIR/wide-gemma3.gguf: the tiny Gemma 3 at width 256 (head width 64, MLP 512),
+whose rows are whole blocks of every type, for scripts/make_requantized.sh to quantise with
+llama-quantize (not committed).
+
+Usage: python3 scripts/make_gguf_fixtures.py [--out tests/fixtures/gguf] [--wide DIR]
 Needs: numpy, gguf, safetensors, transformers (for the SentencePiece expectations).
 """
 import argparse
@@ -333,15 +337,16 @@ def write_tiny_qwen3(out):
     finish(writer)
 
 
-def write_tiny_gemma3(out):
+def write_tiny_gemma3(out, name="tiny-gemma3", hidden=64, head_dim=32, ffn=128, hf_dir=True):
     """A tiny random Gemma 3 model in llama.cpp's `gemma3` layout (see the module doc), with the
-    tiny-llama fixture's byte-level BPE vocabulary."""
+    tiny-llama fixture's byte-level BPE vocabulary; with `hf_dir`, also as the Hugging Face
+    directory tests/fixtures/<name>. Wider (256: every block type's rows whole) with --wide."""
     rng = np.random.default_rng(5)
     tok = json.load(open(os.path.join(ROOT, "tests", "fixtures", "tiny-llama", "tokenizer.json")))
-    hidden, heads, kv_heads, head_dim, ffn, layers = 64, 4, 2, 32, 128, 3
+    heads, kv_heads, layers = 4, 2, 3
     vocab_size = len(tok["model"]["vocab"])
-    writer = GGUFWriter(os.path.join(out, "tiny-gemma3.gguf"), "gemma3")
-    writer.add_name("tiny-gemma3")
+    writer = GGUFWriter(os.path.join(out, name + ".gguf"), "gemma3")
+    writer.add_name(name)
     writer.add_context_length(8192)
     writer.add_embedding_length(hidden)
     writer.add_feed_forward_length(ffn)
@@ -389,11 +394,13 @@ def write_tiny_gemma3(out):
             (g + "ffn_down", h + "mlp.down_proj", matrix(hidden, ffn)),
             (g + "post_ffw_norm", h + "post_feedforward_layernorm", norm(hidden)),
         ]
-    for name, _, value in tensors:
-        writer.add_tensor(name + ".weight", value)
+    for gguf_name, _, value in tensors:
+        writer.add_tensor(gguf_name + ".weight", value)
     finish(writer)
 
-    hf_dir = os.path.join(ROOT, "tests", "fixtures", "tiny-gemma3")
+    if not hf_dir:
+        return
+    hf_dir = os.path.join(ROOT, "tests", "fixtures", name)
     os.makedirs(hf_dir, exist_ok=True)
     hf = {h + ".weight": (v - np.float32(1.0) if "norm" in g else v) for g, h, v in tensors}
     save_file(hf, os.path.join(hf_dir, "model.safetensors"), metadata={"format": "pt"})
@@ -544,7 +551,13 @@ def write_spm_vocab(out):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "gguf"))
+    parser.add_argument("--wide", metavar="DIR",
+                        help="write only wide-gemma3.gguf (the tiny Gemma 3, 256 wide, for llama-quantize) to DIR")
     args = parser.parse_args()
+    if args.wide:
+        os.makedirs(args.wide, exist_ok=True)
+        write_tiny_gemma3(args.wide, name="wide-gemma3", hidden=256, head_dim=64, ffn=512, hf_dir=False)
+        return
     os.makedirs(args.out, exist_ok=True)
     write_types(args.out)
     write_blocks(args.out)

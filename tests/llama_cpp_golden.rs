@@ -59,6 +59,11 @@ const STEMS: [&str; 6] = [
 /// made it (scripts/fetch_gemma3.sh), in the cache directory beside the default model.
 const GEMMA: &str = "gemma-3-270m-q4_k_m";
 
+/// The block types llama-quantize wrote a tiny random Gemma 3 of width 256 in (every type's rows
+/// whole; scripts/make_requantized.sh): `wide-gemma3.<TYPE>.gguf` beside the requantised files.
+const WIDE_TYPES: [&str; 12] =
+    ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"];
+
 fn gemma_file() -> PathBuf {
     focusllm::default_model::cache_dir().join(format!("{GEMMA}.gguf"))
 }
@@ -96,7 +101,8 @@ fn requantized_dir(test: &str) -> Option<PathBuf> {
         .collect();
     let gemma = [format!("{GEMMA}.json"), format!("{GEMMA}.safetensors")];
     let tokens = [format!("{}.tokens.json", STEMS[0]), format!("{GEMMA}.tokens.json")];
-    for f in tokens.into_iter().chain(gemma) {
+    let wide = WIDE_TYPES.iter().flat_map(|t| ["gguf", "json", "safetensors"].map(|e| format!("wide-gemma3.{t}.{e}")));
+    for f in tokens.into_iter().chain(gemma).chain(wide) {
         if !dir.join(&f).exists() {
             missing.push(f);
         }
@@ -192,6 +198,26 @@ fn gemma3_file_matches_llama_cpp() {
     let Some(dir) = requantized_dir("gemma3_file_matches_llama_cpp") else { return };
     println!("{TABLE_HEAD}");
     let failures = compare(&dir, GEMMA, &gemma_file(), &QUANTISED);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The tiny random Gemma 3 at width 256: llama.cpp's 8-bit activations move its logits by at most
+/// 0.57% of the largest and an RMS of 0.063 in every block type (2026-12-04); a wrong scale, quant
+/// order or group would move them by whole units.
+const WIDE: Limits = Limits { max_diff: 0.03, rms: 0.5, near_tie: NEAR_TIE };
+
+/// A tiny random Gemma 3 of width 256 quantised by llama-quantize into each block type (with the
+/// tool's usual mixes: Q6_K for the embedding table of most, Q3_K beside Q2_K), against llama.cpp
+/// within [`WIDE`].
+#[test]
+fn wide_gemma3_in_every_block_type_matches_llama_cpp() {
+    let Some(dir) = requantized_dir("wide_gemma3_in_every_block_type_matches_llama_cpp") else { return };
+    println!("{TABLE_HEAD}");
+    let mut failures = Vec::new();
+    for t in WIDE_TYPES {
+        let stem = format!("wide-gemma3.{t}");
+        failures.extend(compare(&dir, &stem, &dir.join(format!("{stem}.gguf")), &WIDE));
+    }
     assert!(failures.is_empty(), "{failures:#?}");
 }
 

@@ -49,9 +49,9 @@ tests/fixtures/gguf/spm-vocab.gguf, spm_expected.json
     A SentencePiece-style vocabulary (`tokenizer.ggml.model` llama: byte tokens, scores, no
     merges) and the ids and decoded texts transformers' GGUF tokenizer gives for a few texts.
 
-With --wide DIR, only DIR/wide-gemma3.gguf: the tiny Gemma 3 at width 256 (head width 64, MLP 512),
-whose rows are whole blocks of every type, for scripts/make_requantized.sh to quantise with
-llama-quantize (not committed).
+With --wide DIR, only DIR/wide-gemma3.gguf and DIR/wide-qwen3.gguf: the tiny Gemma 3 and Qwen3 at
+width 256 (head width 64, MLP 512), whose rows are whole blocks of every type, for
+scripts/make_requantized.sh to quantise with llama-quantize (not committed).
 
 Usage: python3 scripts/make_gguf_fixtures.py [--out tests/fixtures/gguf] [--wide DIR]
 Needs: numpy, gguf, safetensors, transformers (for the SentencePiece expectations).
@@ -285,16 +285,17 @@ def small_llama_writer(path, width, heads, kv_heads, arch="llama"):
     return writer
 
 
-def write_tiny_qwen3(out):
+def write_tiny_qwen3(out, name="tiny-qwen3", hidden=64, head_dim=16, ffn=160):
     """A tiny random Qwen3-style model written directly as llama.cpp's `qwen3` architecture: per-head
     q/k RMSNorm weights (`attn_q_norm`, `attn_k_norm`), no biases, NEOX RoPE (q/k rows as in
-    transformers), f32 weights, the tiny-llama fixture's byte-level BPE vocabulary."""
+    transformers), f32 weights, the tiny-llama fixture's byte-level BPE vocabulary. Wider (256)
+    with --wide."""
     rng = np.random.default_rng(3)
     tok = json.load(open(os.path.join(ROOT, "tests", "fixtures", "tiny-llama", "tokenizer.json")))
-    hidden, heads, kv_heads, head_dim, ffn, layers = 64, 4, 2, 16, 160, 2
+    heads, kv_heads, layers = 4, 2, 2
     vocab_size = len(tok["model"]["vocab"])
-    writer = GGUFWriter(os.path.join(out, "tiny-qwen3.gguf"), "qwen3")
-    writer.add_name("tiny-qwen3")
+    writer = GGUFWriter(os.path.join(out, name + ".gguf"), "qwen3")
+    writer.add_name(name)
     writer.add_context_length(512)
     writer.add_embedding_length(hidden)
     writer.add_feed_forward_length(ffn)
@@ -552,11 +553,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "gguf"))
     parser.add_argument("--wide", metavar="DIR",
-                        help="write only wide-gemma3.gguf (the tiny Gemma 3, 256 wide, for llama-quantize) to DIR")
+                        help="write only wide-gemma3.gguf and wide-qwen3.gguf (256 wide, for llama-quantize) to DIR")
     args = parser.parse_args()
     if args.wide:
         os.makedirs(args.wide, exist_ok=True)
         write_tiny_gemma3(args.wide, name="wide-gemma3", hidden=256, head_dim=64, ffn=512, hf_dir=False)
+        write_tiny_qwen3(args.wide, name="wide-qwen3", hidden=256, head_dim=64, ffn=512)
         return
     os.makedirs(args.out, exist_ok=True)
     write_types(args.out)

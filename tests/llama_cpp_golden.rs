@@ -59,10 +59,13 @@ const STEMS: [&str; 6] = [
 /// made it (scripts/fetch_gemma3.sh), in the cache directory beside the default model.
 const GEMMA: &str = "gemma-3-270m-q4_k_m";
 
-/// The block types llama-quantize wrote a tiny random Gemma 3 of width 256 in (every type's rows
-/// whole; scripts/make_requantized.sh): `wide-gemma3.<TYPE>.gguf` beside the requantised files.
+/// The block types llama-quantize wrote tiny random models of width 256 in (every type's rows
+/// whole; scripts/make_requantized.sh): `wide-<ARCH>.<TYPE>.gguf` beside the requantised files.
 const WIDE_TYPES: [&str; 12] =
     ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"];
+
+/// The architectures of those models.
+const WIDE_ARCHS: [&str; 2] = ["gemma3", "qwen3"];
 
 fn gemma_file() -> PathBuf {
     focusllm::default_model::cache_dir().join(format!("{GEMMA}.gguf"))
@@ -101,7 +104,9 @@ fn requantized_dir(test: &str) -> Option<PathBuf> {
         .collect();
     let gemma = [format!("{GEMMA}.json"), format!("{GEMMA}.safetensors")];
     let tokens = [format!("{}.tokens.json", STEMS[0]), format!("{GEMMA}.tokens.json")];
-    let wide = WIDE_TYPES.iter().flat_map(|t| ["gguf", "json", "safetensors"].map(|e| format!("wide-gemma3.{t}.{e}")));
+    let wide = WIDE_ARCHS.iter().flat_map(|a| {
+        WIDE_TYPES.iter().flat_map(move |t| ["gguf", "json", "safetensors"].map(|e| format!("wide-{a}.{t}.{e}")))
+    });
     for f in tokens.into_iter().chain(gemma).chain(wide) {
         if !dir.join(&f).exists() {
             missing.push(f);
@@ -201,21 +206,23 @@ fn gemma3_file_matches_llama_cpp() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// The tiny random Gemma 3 at width 256: llama.cpp's 8-bit activations move its logits by at most
-/// 0.57% of the largest and an RMS of 0.063 in every block type (2026-12-04); a wrong scale, quant
-/// order or group would move them by whole units.
-const WIDE: Limits = Limits { max_diff: 0.03, rms: 0.5, near_tie: NEAR_TIE };
+/// The tiny random models at width 256: llama.cpp's 8-bit activations move their logits by at most
+/// 0.57% (Gemma 3) and 2.7% (Qwen3, whose logits are small) of the largest, an RMS of at most 0.063
+/// and 0.023, in every block type (2026-12-04); a wrong scale, quant order or group would move them
+/// by whole units. A greedy step may differ where llama.cpp's two logits are within 0.05, about twice
+/// Qwen3's RMS difference (its flips were at margins of 0.024-0.031).
+const WIDE: Limits = Limits { max_diff: 0.1, rms: 0.5, near_tie: 0.05 };
 
-/// A tiny random Gemma 3 of width 256 quantised by llama-quantize into each block type (with the
-/// tool's usual mixes: Q6_K for the embedding table of most, Q3_K beside Q2_K), against llama.cpp
-/// within [`WIDE`].
+/// Tiny random Gemma 3 and Qwen3 models of width 256 quantised by llama-quantize into each block
+/// type (with the tool's usual mixes: Q6_K for the embedding or output table of most, Q3_K beside
+/// Q2_K), against llama.cpp within [`WIDE`].
 #[test]
-fn wide_gemma3_in_every_block_type_matches_llama_cpp() {
-    let Some(dir) = requantized_dir("wide_gemma3_in_every_block_type_matches_llama_cpp") else { return };
+fn wide_models_in_every_block_type_match_llama_cpp() {
+    let Some(dir) = requantized_dir("wide_models_in_every_block_type_match_llama_cpp") else { return };
     println!("{TABLE_HEAD}");
     let mut failures = Vec::new();
-    for t in WIDE_TYPES {
-        let stem = format!("wide-gemma3.{t}");
+    for (arch, t) in WIDE_ARCHS.iter().flat_map(|a| WIDE_TYPES.map(|t| (a, t))) {
+        let stem = format!("wide-{arch}.{t}");
         failures.extend(compare(&dir, &stem, &dir.join(format!("{stem}.gguf")), &WIDE));
     }
     assert!(failures.is_empty(), "{failures:#?}");

@@ -158,9 +158,21 @@ fn bad_sampling_options() {
 #[test]
 fn inputs_found_by_fuzzing() {
     // A truncated `tokenizer.json` made the `tokenizers` crate panic inside its deserializer.
-    for bad in [&b"{\"decoder\":{"[..], b"{\"decoder\":{\"type\":\"ByteLevel\x01\"}}"] {
+    // So did a lone surrogate escaped in a decoder's string, and a `Precompiled` normalizer
+    // without its map (refused alone or in a sequence, as its map is read unchecked). Each is
+    // refused before `tokenizers` reads it.
+    for bad in [
+        &b"{\"decoder\":{"[..],
+        b"{\"decoder\":{\"type\":\"ByteLevel\x01\"}}",
+        b"{\"decoder\":\"\\uDC00\"}",
+        b"{\"normalizer\":{\"type\":\"Precompiled\"}}",
+        b"{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"AA\"}]}}",
+    ] {
         match focusllm::Tokenizer::from_bytes(bad, "bad-tokenizer.json") {
-            Err(Error::Tokenizer { path, .. }) => assert_eq!(path, Path::new("bad-tokenizer.json")),
+            Err(Error::Tokenizer { path, message }) => {
+                assert_eq!(path, Path::new("bad-tokenizer.json"));
+                assert!(!message.contains("panicked"), "{}: {message}", String::from_utf8_lossy(bad));
+            }
             other => panic!("expected a tokenizer error, got {other:?}"),
         }
     }

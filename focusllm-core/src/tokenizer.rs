@@ -27,11 +27,15 @@ impl Tokenizer {
 
     /// Loads the bytes of a `tokenizer.json`; `source` names it in errors. Malformed JSON is
     /// refused before `tokenizers` reads it (its deserializer panics on some malformed files,
-    /// found by fuzzing), and a panic inside it all the same becomes an error too.
+    /// found by fuzzing), as are `Precompiled` normalizers; a panic inside it all the same
+    /// becomes an error too.
     pub fn from_bytes(bytes: &[u8], source: impl Into<PathBuf>) -> Result<Self> {
         let source = source.into();
         let fail = |message: String| Error::Tokenizer { path: source.clone(), message };
-        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| fail(e.to_string()))?;
+        // Parsed whole first: `tokenizers` panics on JSON errors inside a `decoder`, and skipping
+        // (`IgnoredAny`) does not check `\u` escapes such as a lone surrogate.
+        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| fail(e.to_string()))?;
+        check_precompiled(&json["normalizer"]).map_err(fail)?;
         let inner = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes))
             .map_err(|_| fail("the tokenizers crate panicked reading it".into()))?
             .map_err(|e| fail(e.to_string()))?;
@@ -120,5 +124,18 @@ impl TextStream {
         } else {
             Ok(String::new())
         }
+    }
+}
+
+/// Refuses `Precompiled` normalizers (alone or inside a `Sequence`): `tokenizers` panics reading a
+/// malformed one and indexes its character map unchecked while encoding. No supported
+/// architecture's tokenizer uses one; they come from SentencePiece models such as T5's.
+fn check_precompiled(normalizer: &serde_json::Value) -> std::result::Result<(), String> {
+    match normalizer["type"].as_str() {
+        Some("Precompiled") => Err("a `Precompiled` normalizer is not supported".into()),
+        Some("Sequence") => {
+            normalizer["normalizers"].as_array().map_or(Ok(()), |list| list.iter().try_for_each(check_precompiled))
+        }
+        _ => Ok(()),
     }
 }

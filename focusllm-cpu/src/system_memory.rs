@@ -3,14 +3,26 @@
 
 use std::path::Path;
 
-/// Bytes this process may still allocate, or `None` where nothing is known (not Linux).
+/// Bytes this process may still allocate, or `None` where nothing is known (not Linux). Memory
+/// the process freed but its allocator still holds (the caches of an earlier question, say) is
+/// handed back to the system first, so that it counts as available.
 pub(crate) fn available() -> Option<u64> {
+    release_freed();
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| mem_available(&t));
     let cgroup =
         std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|t| cgroup_room(Path::new("/sys/fs/cgroup"), &t));
     match (meminfo, cgroup) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// Returns the free pages of glibc's heaps to the system.
+fn release_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` takes no pointers and only releases memory no allocation uses.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
